@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine:
+#   make lab    set up .venv and open JupyterLab on the notebooks
+#   make test   set up .venv and run the unit tests and every notebook (nbval)
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ehrexplain-installed
+
+# python3.12 may be a pyenv shim that fails; try it, then known install places.
+PYTHON312 := $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+
+.PHONY: lab test unit notebooks bench setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON312)" ]; then \
+		echo "error: Python 3.12 is required (PyHealth 2.1 needs >=3.12) but no working python3.12 was found." >&2; \
+		echo "       Install it (e.g. 'pyenv install 3.12' or your OS package) and run make again." >&2; \
+		exit 1; fi
+	@[ -x $(PY) ] || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks notebooks/00_quickstart.ipynb
+
+test: unit notebooks
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests
+
+notebooks: $(STAMP)
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		$(PY) -m pytest -q --nbval-lax --nbval-current-env \
+			--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks/; \
+	else echo "no notebooks yet"; fi
+
+bench: $(STAMP)
+	$(PY) bench/bench_interpreters.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

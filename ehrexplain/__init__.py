@@ -1,0 +1,31 @@
+"""ehrexplain: explain PyHealth EHR models with four interpreters, and learn how they work.
+
+Importing ``ehrexplain`` is cheap; PyHealth (slow to import) is loaded the first
+time an interpreter is used.
+
+Example:
+    >>> import ehrexplain
+    >>> # rollout = ehrexplain.AttentionRollout(trained_transformer)
+    >>> # scores = rollout(**batch)
+"""
+
+from importlib import import_module
+
+from .interfaces import AttentionInterpretable, CheferInterpretable, GradientInterpretable
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "AttentionRollout": "ehrexplain.methods",
+    "CheferRelevance": "ehrexplain.methods",
+    "as_attention_interpretable": "ehrexplain.capture",
+    "PyHealthAttentionAdapter": "ehrexplain.capture",
+}
+
+__all__ = ["AttentionInterpretable", "GradientInterpretable", "CheferInterpretable", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ehrexplain' has no attribute {name!r}")

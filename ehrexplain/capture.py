@@ -1,0 +1,198 @@
+"""Attention capture for trained PyHealth models, through module forward hooks.
+
+PyHealth's attention helper (``pyhealth.models.transformer.Attention``) returns
+``(output, p_attn)``. A forward hook on it sees every attention map without
+touching PyHealth's code, so a plain, already-trained ``Transformer`` or
+``StageAttentionNet`` (e.g. loaded from a checkpoint) gets the split interface
+with no retraining and no new instance. A gradient hook is added to a map only
+when gradients are wanted and autograd is recording.
+
+Example:
+    >>> from ehrexplain.capture import as_attention_interpretable
+    >>> # model = pyhealth.models.Transformer(dataset=...)  # trained elsewhere
+    >>> # view = as_attention_interpretable(model)
+    >>> # view.set_attention_hooks(True, capture_gradients=False)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import partial
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .interfaces import (
+    AttentionInterpretable,
+    AttentionLayers,
+    GradientInterpretable,
+    missing_attention_methods,
+)
+
+
+def _pyhealth_attention_type() -> type:
+    from pyhealth.models.transformer import Attention
+
+    return Attention
+
+
+def find_attention_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """Per feature key, the attention helper modules of ``model`` in layer order.
+
+    Looks for a ``ModuleDict`` keyed by the model's feature keys (``transformer``
+    in PyHealth's Transformer, ``stagenet`` in StageAttentionNet). Returns an
+    empty dict when there is none.
+
+    Example:
+        >>> import torch
+        >>> find_attention_modules(torch.nn.Linear(2, 2))
+        {}
+    """
+    keys = list(getattr(model, "feature_keys", []) or [])
+    if not keys or not isinstance(model, nn.Module):
+        return {}
+    attention_type = _pyhealth_attention_type()
+    for module in model.modules():
+        if isinstance(module, nn.ModuleDict) and set(module.keys()) == set(keys):
+            found = {
+                key: [m for m in module[key].modules() if isinstance(m, attention_type)]
+                for key in keys
+            }
+            if all(found.values()):
+                return found
+    return {}
+
+
+class PyHealthAttentionAdapter(GradientInterpretable):
+    """The split interface for a PyHealth model built from PyHealth attention blocks.
+
+    The model itself is never modified: hooks live only between
+    ``set_attention_hooks(True)`` and ``set_attention_hooks(False)``.
+
+    Args:
+        model: a PyHealth ``Transformer``, ``StageAttentionNet`` or any model
+            whose per-feature ``ModuleDict`` holds PyHealth attention helpers
+            and which implements ``get_relevance_tensor``.
+
+    Example:
+        >>> # view = PyHealthAttentionAdapter(trained_transformer)
+        >>> # view.set_attention_hooks(True, capture_gradients=False)
+        >>> # with torch.no_grad(): trained_transformer(**batch)
+        >>> # view.set_attention_hooks(False)
+        >>> # maps = view.get_attention_layers()
+    """
+
+    def __init__(self, model: nn.Module):
+        modules = find_attention_modules(model)
+        if not modules:
+            raise TypeError(
+                f"{type(model).__name__} has no PyHealth attention modules "
+                "(pyhealth.models.transformer.Attention) under a ModuleDict keyed by its feature keys."
+            )
+        if not callable(getattr(model, "get_relevance_tensor", None)):
+            raise TypeError(
+                f"{type(model).__name__} has attention modules but no get_relevance_tensor(R, **data), "
+                "so it is unknown which row of the relevance matrix it predicts from."
+            )
+        self.model = model
+        self._modules = modules
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._maps: dict[str, list] = {}
+        self._grads: dict[str, list] = {}
+
+    def set_attention_hooks(self, enabled: bool, capture_gradients: bool = True) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if not enabled:
+            return
+        self._maps = {key: [None] * len(mods) for key, mods in self._modules.items()}
+        self._grads = {key: [None] * len(mods) for key, mods in self._modules.items()}
+        for key, mods in self._modules.items():
+            for layer, module in enumerate(mods):
+                hook = partial(self._store_map, key, layer, capture_gradients)
+                self._handles.append(module.register_forward_hook(hook))
+
+    def _store_map(self, key, layer, capture_gradients, module, args, output) -> None:
+        attn = output[1]
+        self._maps[key][layer] = attn.detach()
+        self._grads[key][layer] = None
+        if capture_gradients and attn.requires_grad:
+            attn.register_hook(partial(self._store_grad, key, layer))
+
+    def _store_grad(self, key: str, layer: int, grad: torch.Tensor) -> None:
+        self._grads[key][layer] = grad.detach()
+
+    def get_attention_layers(self) -> AttentionLayers:
+        if not self._maps:
+            raise RuntimeError("No attention captured: call set_attention_hooks(True) and run a forward pass first.")
+        return {key: list(zip(self._maps[key], self._grads[key])) for key in self._modules}
+
+    def get_relevance_tensor(self, R: dict[str, torch.Tensor], **data) -> dict[str, torch.Tensor]:
+        return self.model.get_relevance_tensor(R, **data)
+
+    @property
+    def hooks_active(self) -> bool:
+        """Whether forward hooks are currently registered."""
+        return bool(self._handles)
+
+
+def as_attention_interpretable(
+    model: object, needs_gradients: bool = False, method: str = "This method"
+) -> AttentionInterpretable:
+    """Return ``model`` itself if it implements the interface, else a PyHealth adapter.
+
+    Args:
+        model: the model to explain.
+        needs_gradients: require :class:`GradientInterpretable`.
+        method: name used in error messages.
+
+    Raises:
+        TypeError: naming the missing methods or capability.
+
+    Example:
+        >>> import torch
+        >>> as_attention_interpretable(torch.nn.Linear(2, 2), method="AttentionRollout")
+        Traceback (most recent call last):
+        ...
+        TypeError: AttentionRollout needs attention maps, but Linear ...
+    """
+    if isinstance(model, AttentionInterpretable):
+        if needs_gradients and not isinstance(model, GradientInterpretable):
+            raise TypeError(
+                f"{method} needs attention gradients, but {type(model).__name__} is only "
+                "AttentionInterpretable (forward capture). Implement GradientInterpretable: "
+                "set_attention_hooks(enabled, capture_gradients=True) must also store the "
+                "gradient of every attention map after backward()."
+            )
+        return model
+    if find_attention_modules(model):
+        return PyHealthAttentionAdapter(model)
+    missing = missing_attention_methods(model)
+    raise TypeError(
+        f"{method} needs attention maps, but {type(model).__name__} neither uses PyHealth "
+        "attention modules nor implements ehrexplain.AttentionInterpretable"
+        + (f" (missing: {', '.join(missing)})." if missing else " (subclass it or GradientInterpretable).")
+    )
+
+
+@contextmanager
+def capturing_attention(view: AttentionInterpretable, gradients: bool) -> Iterator[AttentionInterpretable]:
+    """Enable capture on ``view`` for the duration of a forward pass, then disable it.
+
+    Gradient capture is requested only from :class:`GradientInterpretable` models.
+
+    Example:
+        >>> # with capturing_attention(view, gradients=False):
+        >>> #     model(**batch)
+        >>> # view.get_attention_layers()
+    """
+    if isinstance(view, GradientInterpretable):
+        view.set_attention_hooks(True, capture_gradients=gradients)
+    else:
+        view.set_attention_hooks(True)
+    try:
+        yield view
+    finally:
+        view.set_attention_hooks(False)

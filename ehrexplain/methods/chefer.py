@@ -1,0 +1,111 @@
+"""Chefer relevance: attention weighted by its gradient, propagated through layers.
+
+Paper:
+    Hila Chefer, Shir Gur and Lior Wolf. "Generic Attention-model
+    Explainability for Interpreting Bi-Modal and Encoder-Decoder
+    Transformers." ICCV 2021. https://arxiv.org/abs/2103.15679
+
+Algorithm (per feature key):
+    1. Forward pass capturing each layer's attention ``A_l``.
+    2. Backward from the target class logit; capture ``∇A_l``.
+    3. Gradient-weighted attention: ``Ā_l = mean_heads(max(∇A_l ⊙ A_l, 0))``.
+    4. Start from ``R = I`` and update ``R ← R + Ā_l @ R`` for each layer.
+    5. Read the row of the position the model predicts from, expand to the
+       raw input shape.
+
+Unlike rollout, the result depends on the class explained: the gradient of a
+different logit weights the same attention differently.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .._inputs import check_feature_keys, expand_to_inputs
+from ..capture import as_attention_interpretable, capturing_attention
+from ..model_state import evaluation_mode, gradients_enabled
+from ._base import Interpreter, TargetIndex
+
+
+def gradient_weighted_attention(attn: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``mean over heads of max(grad * attn, 0)``; 3-D input has no head axis.
+
+    Example:
+        >>> a = torch.tensor([[[[0.5, 0.5]]]]); g = torch.tensor([[[[2.0, -2.0]]]])
+        >>> gradient_weighted_attention(a, g)
+        tensor([[[1., 0.]]])
+    """
+    weighted = (grad * attn).clamp(min=0)
+    return weighted.mean(dim=1) if weighted.dim() == 4 else weighted
+
+
+def relevance_matrix(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Chefer's ``R = I; R += Ā_l @ R`` over ``(attn, grad)`` pairs, input layer first.
+
+    Example:
+        >>> a = torch.full((1, 1, 2, 2), 0.5); g = torch.ones(1, 1, 2, 2)
+        >>> relevance_matrix([(a, g)])
+        tensor([[[1.5000, 0.5000],
+                 [0.5000, 1.5000]]])
+    """
+    R = None
+    for layer, (attn, grad) in enumerate(layers):
+        if grad is None:
+            raise RuntimeError(
+                f"no attention gradient was captured for layer {layer}; "
+                "the model's set_attention_hooks(True, capture_gradients=True) must store it"
+            )
+        cam = gradient_weighted_attention(attn, grad)
+        if R is None:
+            R = torch.eye(cam.shape[-1], dtype=cam.dtype, device=cam.device).expand_as(cam)
+        R = R + cam @ R
+    if R is None:
+        raise ValueError("Chefer relevance needs at least one attention layer")
+    return R
+
+
+class CheferRelevance(Interpreter):
+    """Class-specific, gradient-weighted attention relevance, API-compatible with PyHealth's.
+
+    Works for any batch size and also when called inside ``torch.no_grad()``
+    (gradients are enabled internally). Parameter ``.grad`` and the model's
+    train/eval mode are restored afterwards.
+
+    Args:
+        model: a trained PyHealth ``Transformer``/``StageAttentionNet`` (adapted
+            automatically) or any :class:`~ehrexplain.GradientInterpretable` model.
+
+    Raises:
+        TypeError: if the model can only provide forward attention maps.
+
+    Example:
+        >>> from ehrexplain import CheferRelevance
+        >>> # relevance = CheferRelevance(model).attribute(target_class_idx=1, **batch)
+    """
+
+    def __init__(self, model):
+        self._view = as_attention_interpretable(model, needs_gradients=True, method="CheferRelevance")
+        super().__init__(model)
+
+    def attribute(self, target_class_idx: TargetIndex = None, **data) -> dict[str, torch.Tensor]:
+        """Relevance of each input token for ``target_class_idx`` (default: predicted class).
+
+        Returns:
+            ``{feature_key: scores}`` shaped like each feature's raw values.
+        """
+        check_feature_keys(self.model, data)
+        with evaluation_mode(self.model), gradients_enabled():
+            with capturing_attention(self._view, gradients=True):
+                logits = self.model(**data)["logit"]
+            targets = self._resolve_target_indices(logits, target_class_idx)
+            logits.gather(1, targets[:, None]).sum().backward()
+            layers = self._view.get_attention_layers()
+            matrices = {key: relevance_matrix(pairs) for key, pairs in layers.items()}
+            scores = self._view.get_relevance_tensor(matrices, **data)
+        return expand_to_inputs(self.model, {k: v.detach() for k, v in scores.items()}, data)
+
+    def get_relevance_matrix(self, **data) -> dict[str, torch.Tensor]:
+        """Alias of :meth:`attribute`, kept because PyHealth offers it."""
+        return self.attribute(**data)

@@ -1,0 +1,115 @@
+"""Shared fixtures: small PyHealth datasets and trained models, built once per session."""
+
+import random
+import warnings
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+warnings.filterwarnings("ignore", message=".*does not have (time|mask).*")
+
+CODES = [f"C{i:02d}" for i in range(30)]
+
+
+def _flat_samples(n: int, n_classes: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    samples = []
+    for i in range(n):
+        conditions = rng.sample(CODES, rng.randint(2, 8))
+        risk = ("C01" in conditions) + ("C02" in conditions)
+        label = min(risk, n_classes - 1) if n_classes > 2 else int(risk > 0)
+        samples.append(
+            {
+                "patient_id": f"p{i}",
+                "visit_id": "v0",
+                "conditions": conditions,
+                "procedures": rng.sample(CODES, rng.randint(1, 4)),
+                "label": label,
+            }
+        )
+    return samples
+
+
+def _dataset(samples, input_schema, label_kind):
+    from pyhealth.datasets import create_sample_dataset
+
+    return create_sample_dataset(
+        samples=samples, input_schema=input_schema, output_schema={"label": label_kind}, dataset_name="test"
+    )
+
+
+def _batch(dataset, size):
+    from pyhealth.datasets import get_dataloader
+
+    return next(iter(get_dataloader(dataset, batch_size=size, shuffle=False)))
+
+
+@pytest.fixture(scope="session")
+def flat_dataset():
+    return _dataset(_flat_samples(96, 2, seed=0), {"conditions": "sequence", "procedures": "sequence"}, "binary")
+
+
+@pytest.fixture(scope="session")
+def transformer(flat_dataset):
+    from pyhealth.models import Transformer
+
+    from ehrexplain.training import train_model
+
+    torch.manual_seed(0)
+    model = Transformer(dataset=flat_dataset, embedding_dim=32, heads=2, num_layers=2, dropout=0.1)
+    return train_model(model, flat_dataset, epochs=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def flat_batch(flat_dataset):
+    return _batch(flat_dataset, 8)
+
+
+@pytest.fixture(scope="session")
+def multiclass_dataset():
+    return _dataset(_flat_samples(96, 3, seed=1), {"conditions": "sequence", "procedures": "sequence"}, "multiclass")
+
+
+@pytest.fixture(scope="session")
+def multiclass_transformer(multiclass_dataset):
+    from pyhealth.models import Transformer
+
+    from ehrexplain.training import train_model
+
+    torch.manual_seed(1)
+    model = Transformer(dataset=multiclass_dataset, embedding_dim=32, heads=2, num_layers=2, dropout=0.1)
+    return train_model(model, multiclass_dataset, epochs=3, seed=1)
+
+
+@pytest.fixture(scope="session")
+def multiclass_batch(multiclass_dataset):
+    return _batch(multiclass_dataset, 8)
+
+
+@pytest.fixture(scope="session")
+def nested_dataset():
+    rng = random.Random(2)
+    samples = []
+    for i in range(48):
+        visits = [rng.sample(CODES, rng.randint(1, 4)) for _ in range(rng.randint(1, 5))]
+        label = int(any("C01" in visit for visit in visits))
+        samples.append({"patient_id": f"p{i}", "visit_id": "v0", "visits": visits, "label": label})
+    return _dataset(samples, {"visits": "nested_sequence"}, "binary")
+
+
+@pytest.fixture(scope="session")
+def stage_attention_net(nested_dataset):
+    from pyhealth.models import StageAttentionNet
+
+    from ehrexplain.training import train_model
+
+    torch.manual_seed(2)
+    model = StageAttentionNet(dataset=nested_dataset, embedding_dim=16, chunk_size=8, levels=2)
+    return train_model(model, nested_dataset, epochs=2, seed=2)
+
+
+@pytest.fixture(scope="session")
+def nested_batch(nested_dataset):
+    return _batch(nested_dataset, 6)

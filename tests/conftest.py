@@ -113,3 +113,35 @@ def stage_attention_net(nested_dataset):
 @pytest.fixture(scope="session")
 def nested_batch(nested_dataset):
     return _batch(nested_dataset, 6)
+
+
+def single_sample(batch: dict, i: int, feature_keys) -> dict:
+    """Sample ``i`` of a batch as a batch of one, with trailing padding trimmed.
+
+    Lets tests compare a batched result with the result for one patient alone.
+    """
+    one = {}
+    for key, value in batch.items():
+        if key in feature_keys:
+            row = value[i : i + 1]
+            keep = row.reshape(row.shape[0], row.shape[1], -1).ne(0).any(dim=(0, 2)).nonzero().max().item() + 1
+            row = row[:, :keep]
+            if row.dim() == 3:
+                width = row.ne(0).any(dim=(0, 1)).nonzero().max().item() + 1
+                row = row[:, :, :width]
+            one[key] = row
+        elif isinstance(value, torch.Tensor):
+            one[key] = value[i : i + 1]
+        else:
+            one[key] = value[i : i + 1]
+    return one
+
+
+def assert_restored(model, training_before: bool) -> None:
+    """The model has no leftover module hooks and its train/eval flag is as before."""
+    assert model.training == training_before
+    for name, module in model.named_modules():
+        assert not module._forward_hooks, f"forward hook left on {name or 'model'}"
+        assert not module._forward_pre_hooks, f"forward pre-hook left on {name or 'model'}"
+        assert not module._backward_hooks, f"backward hook left on {name or 'model'}"
+    assert not getattr(model, "_attention_hooks_enabled", False)

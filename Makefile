@@ -10,7 +10,7 @@ STAMP := $(VENV)/.ehrexplain-installed
 PYTHON312 := $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 
-.PHONY: lab test unit notebooks bench setup clean
+.PHONY: lab test unit notebooks bench memory setup clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,9 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_interpreters.py
+
+memory: $(STAMP)
+	$(PY) scripts/notebook_memory.py notebooks/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "AttentionRollout": "ehrexplain.methods",
     "CheferRelevance": "ehrexplain.methods",
+    "IntegratedGradients": "ehrexplain.methods",
+    "DeepLift": "ehrexplain.methods",
+    "make_interpreter": "ehrexplain.methods",
     "as_attention_interpretable": "ehrexplain.capture",
     "PyHealthAttentionAdapter": "ehrexplain.capture",
 }

@@ -127,3 +127,91 @@ class OneLayerAttentionToy(nn.Module, GradientInterpretable):
 
     def get_relevance_tensor(self, R, **data):
         return {key: r[:, 0] for key, r in R.items()}
+
+
+class ContinuousProcessor:
+    """Stand-in for a PyHealth tensor processor: one ``value`` tensor of raw numbers."""
+
+    def schema(self) -> tuple[str, ...]:
+        return ("value",)
+
+    def is_token(self) -> bool:
+        return False
+
+
+class FunctionModel(nn.Module):
+    """A model ``logit = function(x)`` on one continuous feature ``x`` of shape ``[batch, n]``.
+
+    With a known ``function`` the attributions of gradient methods have closed
+    forms; ``function`` may be an ``nn.Module`` (its activations are then
+    visible to DeepLift) or any callable returning ``[batch]`` or ``[batch, classes]``.
+
+    Example:
+        >>> toy = FunctionModel(ReluDifference())
+        >>> toy(x=torch.tensor([[3.0, 1.0]]))["logit"]
+        tensor([[1.]], grad_fn=<UnsqueezeBackward0>)
+    """
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+        self.feature_keys = ["x"]
+        self.dataset = SimpleNamespace(input_processors={"x": ContinuousProcessor()})
+        self.anchor = nn.Parameter(torch.zeros(()))  # gives the model a device
+
+    def forward(self, **data) -> dict[str, torch.Tensor]:
+        x = data["x"][0] if isinstance(data["x"], tuple) else data["x"]
+        logit = self.function(x) + self.anchor
+        return {"logit": logit if logit.dim() == 2 else logit[:, None]}
+
+
+class ReluDifference(nn.Module):
+    """``f(x) = ReLU(x1 - 1 - ReLU(x2))``, the DeepLIFT paper's style of toy.
+
+    From baseline 0 at ``x = (3, 1)``: ``f(x) - f(0) = 1``; DeepLIFT-Rescale and
+    Integrated Gradients both give ``(1.5, -0.5)``, while gradient × input gives
+    ``(3, -1)``, which sums to 2 and breaks completeness.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.outer = nn.ReLU(), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outer(x[:, 0] - 1 - self.inner(x[:, 1]))
+
+
+class ForwardOnlyModel(nn.Module, AttentionInterpretable):
+    """A trained PyHealth attention model that can show its attention but not its gradients.
+
+    Stands for models that only implement :class:`~ehrexplain.AttentionInterpretable`
+    (e.g. exported for inference): rollout works, Chefer and the gradient
+    methods raise a ``TypeError`` that names what is missing.
+
+    Example:
+        >>> # AttentionRollout(ForwardOnlyModel(trained_transformer))(**batch)  # fine
+        >>> # CheferRelevance(ForwardOnlyModel(trained_transformer))  # TypeError
+    """
+
+    def __init__(self, model: nn.Module):
+        from .capture import PyHealthAttentionAdapter
+
+        super().__init__()
+        self.inner = model
+        self.feature_keys, self.dataset = model.feature_keys, model.dataset
+        self._view = PyHealthAttentionAdapter(model)
+
+    def forward(self, **data) -> dict[str, torch.Tensor]:
+        return self.inner(**data)
+
+    def get_output_size(self) -> int:
+        return self.inner.get_output_size()
+
+    def set_attention_hooks(self, enabled: bool) -> None:
+        self._view.set_attention_hooks(enabled, capture_gradients=False)
+
+    def get_attention_layers(self):
+        return self._view.get_attention_layers()
+
+    def get_relevance_tensor(self, R, **data):
+        return self._view.get_relevance_tensor(R, **data)

@@ -145,3 +145,55 @@ def assert_restored(model, training_before: bool) -> None:
         assert not module._forward_pre_hooks, f"forward pre-hook left on {name or 'model'}"
         assert not module._backward_hooks, f"backward hook left on {name or 'model'}"
     assert not getattr(model, "_attention_hooks_enabled", False)
+
+
+@pytest.fixture(scope="session")
+def flat_mlp(flat_dataset):
+    from pyhealth.models import MLP
+
+    from ehrexplain.training import train_model
+
+    torch.manual_seed(3)
+    return train_model(MLP(dataset=flat_dataset, embedding_dim=16, hidden_dim=16), flat_dataset, epochs=3, seed=3)
+
+
+@pytest.fixture(scope="session")
+def lab_dataset():
+    """Codes plus a continuous ``labs`` vector per patient (raw-space attribution)."""
+    rng = random.Random(4)
+    samples = []
+    for i in range(64):
+        conditions = rng.sample(CODES, rng.randint(2, 6))
+        labs = [rng.gauss(0, 1) for _ in range(4)]
+        label = int(labs[0] + ("C01" in conditions) > 0.5)
+        samples.append({"patient_id": f"p{i}", "visit_id": "v0", "conditions": conditions, "labs": labs, "label": label})
+    return _dataset(samples, {"conditions": "sequence", "labs": "tensor"}, "binary")
+
+
+@pytest.fixture(scope="session")
+def lab_mlp(lab_dataset):
+    from pyhealth.models import MLP
+
+    from ehrexplain.training import train_model
+
+    torch.manual_seed(4)
+    return train_model(MLP(dataset=lab_dataset, embedding_dim=16, hidden_dim=16), lab_dataset, epochs=3, seed=4)
+
+
+@pytest.fixture(scope="session")
+def lab_batch(lab_dataset):
+    return _batch(lab_dataset, 8)
+
+
+@pytest.fixture(scope="session")
+def demo_cohort():
+    from ehrexplain.synthetic import make_cohort
+
+    return make_cohort(n_patients=120, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_transformer(demo_cohort):
+    from ehrexplain.synthetic import train_demo_model
+
+    return train_demo_model(demo_cohort, kind="transformer", seed=0, epochs=5)

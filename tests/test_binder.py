@@ -48,3 +48,13 @@ def test_postbuild_installs_the_package_without_dependencies():
     post_build = (ROOT / "binder" / "postBuild").read_text()
     assert "pip install --no-deps -e ." in post_build
     assert (ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.12"
+
+
+def test_quickstart_kernel_fits_binder_memory():
+    """Binder gives 1-2 GB; the landing notebook's kernel must peak below 1.5 GB."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from notebook_memory import kernel_peak_mib
+
+    peak = kernel_peak_mib(ROOT / "notebooks" / "00_quickstart.ipynb")
+    print(f"00_quickstart kernel peak: {peak:.0f} MiB")
+    assert peak < 1536, f"quickstart kernel peaked at {peak:.0f} MiB, above the 1.5 GB Binder budget"

@@ -24,6 +24,10 @@ class Interpreter(BaseInterpreter):
         >>> # interpreter = AttentionRollout(model); interpreter(**batch)  # same as .attribute
     """
 
+    #: True when scores carry a sign (IG, DeepLift); False for non-negative
+    #: relevance (rollout, Chefer). Evaluation metrics rank by it.
+    signed_scores: bool = False
+
     def __init__(self, model: torch.nn.Module):
         # BaseInterpreter.__init__ would call model.eval() and leave it so.
         self.model = model

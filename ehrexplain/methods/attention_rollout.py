@@ -128,17 +128,20 @@ class AttentionRollout(Interpreter):
         self.head_fusion = head_fusion
         self.discard_ratio = discard_ratio
 
-    def rollout_matrices(self, **data) -> dict[str, torch.Tensor]:
-        """Per feature key, the full ``[batch, seq, seq]`` rollout matrix."""
+    def attention_maps(self, **data) -> dict[str, list[torch.Tensor]]:
+        """Per feature key, each layer's ``[batch, heads, seq, seq]`` attention (input layer first)."""
         check_feature_keys(self.model, data)
         with evaluation_mode(self.model), torch.no_grad():
             with capturing_attention(self._view, gradients=False):
                 self.model(**data)
-            layers = self._view.get_attention_layers()
-            return {
-                key: rollout_matrix([attn for attn, _ in maps], self.head_fusion, self.discard_ratio)
-                for key, maps in layers.items()
-            }
+            return {key: [attn for attn, _ in maps] for key, maps in self._view.get_attention_layers().items()}
+
+    def rollout_matrices(self, **data) -> dict[str, torch.Tensor]:
+        """Per feature key, the full ``[batch, seq, seq]`` rollout matrix."""
+        return {
+            key: rollout_matrix(maps, self.head_fusion, self.discard_ratio)
+            for key, maps in self.attention_maps(**data).items()
+        }
 
     def attribute(self, target_class_idx: TargetIndex = None, **data) -> dict[str, torch.Tensor]:
         """Rollout relevance per input token, shaped like each feature's raw values.

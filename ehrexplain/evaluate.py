@@ -1,0 +1,422 @@
+"""Faithfulness metrics and sanity checks for token attributions.
+
+Paper:
+    DeYoung et al. "ERASER." ACL 2020 (comprehensiveness, sufficiency); Petsiuk et al.
+    "RISE." BMVC 2018 (deletion/insertion); Adebayo et al. "Sanity Checks for Saliency
+    Maps." NeurIPS 2018 (model randomization).
+
+Conventions:
+    1. The target is fixed once on the unperturbed input (predicted class; index 0 for
+       one-logit binary models) and every perturbed forward scores it with the model's
+       ``y_prob``, as PyHealth's metrics do: for binary models ``sigmoid(logit)`` = P(positive).
+    2. Per sample and feature key, real (non-padding) tokens are ranked by score, highest
+       first, ties in input order: most supporting the target for signed methods (IG,
+       DeepLift), most relevant for non-negative ones (rollout, Chefer).
+    3. ``k%`` of a feature is ``ceil(k / 100 * n_real)`` tokens, at least 1. Removing writes
+       0 (padding id, or 0.0 for continuous values); the batch reaches the model as a
+       dataloader would deliver it, so the model applies its own padding rules.
+    4. Samples for which a model returns NaN once a feature is emptied (PyHealth's MLP
+       averages over zero tokens) are re-scored keeping that feature's least important
+       token, with a ``RuntimeWarning``.
+
+Example:
+    >>> # comprehensiveness(model, batch, AttentionRollout(model).attribute(**batch)).mean()
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ._inputs import _schema, as_tuple, unpack_batch
+from .model_state import evaluation_mode
+
+PERCENTAGES = (1, 5, 10, 20, 50)
+
+
+def _predict(model, data: dict, target: Optional[torch.Tensor] = None):
+    """``([B] probability of target, target)``; ``target`` defaults to the predicted class."""
+    with evaluation_mode(model), torch.no_grad():
+        out = model(**data)
+    logit = out["logit"].reshape(len(out["logit"]), -1)
+    prob = out.get("y_prob")
+    if prob is None:  # a non-PyHealth model: apply PyHealth's binary/multiclass rule
+        prob = logit.sigmoid() if logit.shape[1] == 1 else logit.softmax(-1)
+    prob = prob.reshape(logit.shape)
+    if target is None:
+        target = prob.argmax(1) if prob.shape[1] > 1 else torch.zeros(len(prob), dtype=torch.long, device=prob.device)
+    return prob.gather(1, target.view(-1, 1)).squeeze(1).double().cpu(), target
+
+
+def _check_attributions(fb, attributions: dict, name: str = "attributions") -> None:
+    for key, value in fb.values.items():
+        if key not in attributions:
+            raise ValueError(f"{name} has no entry for feature key '{key}'; got keys {sorted(attributions)}")
+        if tuple(attributions[key].shape) != tuple(value.shape):
+            raise ValueError(
+                f"{name}['{key}'] has shape {tuple(attributions[key].shape)} but the batch value has shape "
+                f"{tuple(value.shape)}; return one score per input position"
+            )
+
+
+def _per_row(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A ``[B]`` tensor shaped to broadcast against ``like`` ``[B, ...]``."""
+    return x.view(-1, *([1] * (like.dim() - 1)))
+
+
+class _Perturber:
+    """One batch with its fixed target and attribution ranking; scores perturbed copies."""
+
+    def __init__(self, model, batch: dict, attributions: dict):
+        self.model, self.batch, self.fb = model, batch, unpack_batch(model, batch)
+        _check_attributions(self.fb, attributions)
+        self.real, self.ranks, self.n_real = {}, {}, {}
+        for key, value in self.fb.values.items():
+            real = self.fb.masks[key].bool()
+            while real.dim() < value.dim():
+                real = real.unsqueeze(-1)
+            real = real.expand_as(value) & ((value != 0) if key in self.fb.token_keys else True)
+            score = attributions[key].detach().to(value.device).float().reshape(len(value), -1)
+            order = score.masked_fill(~real.reshape(score.shape), -math.inf).argsort(dim=1, descending=True, stable=True)
+            rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+            self.real[key], self.ranks[key] = real, rank.reshape(value.shape)
+            self.n_real[key] = real.reshape(len(value), -1).sum(1)
+        self.target = None
+        self.full = self.probability({key: torch.zeros_like(real) for key, real in self.real.items()})
+
+    def top(self, fraction: float, at_least_one: bool) -> dict:
+        """Per key, the mask of the top ``ceil(fraction * n_real)`` real tokens."""
+        out = {}
+        for key, rank in self.ranks.items():
+            n_real = self.n_real[key]
+            # Round before ceil so that 0.1 * 30 does not become 4 through float error.
+            count = torch.ceil(torch.round(n_real.double() * fraction, decimals=9)).long()
+            count = torch.minimum(count.clamp(min=1), n_real) if at_least_one else count
+            out[key] = (rank < _per_row(count, rank)) & self.real[key]
+        return out
+
+    def rest(self, chosen: dict) -> dict:
+        """Real tokens outside ``chosen``."""
+        return {key: self.real[key] & ~mask for key, mask in chosen.items()}
+
+    def _forward(self, remove: dict) -> torch.Tensor:
+        data = dict(self.batch)
+        for key, value in self.fb.values.items():
+            parts, schema = list(as_tuple(self.fb.inputs[key])), _schema(self.model, key)
+            parts[schema.index("value")] = new = value.masked_fill(remove[key], 0)
+            if "mask" in schema:  # a removed token must leave the model's own mask too
+                i, keep = schema.index("mask"), new != 0
+                while keep.dim() > parts[i].dim():
+                    keep = keep.any(-1)
+                parts[i] = parts[i] * keep.to(parts[i].dtype)
+            bare = isinstance(self.batch[key], torch.Tensor) and len(schema) == 1
+            data[key] = parts[0] if bare else tuple(parts[: len(schema)])
+        prob, self.target = _predict(self.model, data, self.target)
+        return prob
+
+    def probability(self, remove: dict) -> torch.Tensor:
+        """``[B]`` target probability with the ``remove`` tokens replaced by 0."""
+        prob = self._forward(remove)
+        bad = ~torch.isfinite(prob)
+        if bad.any():
+            message = f"{type(self.model).__name__} returned NaN for {int(bad.sum())} sample(s) with an emptied"
+            warnings.warn(message + " feature; re-scored them keeping its least important token", RuntimeWarning, 3)
+            kept = {}
+            for key, rm in remove.items():
+                last = self.ranks[key] == _per_row(self.n_real[key] - 1, rm)
+                emptied = _per_row((rm == self.real[key]).reshape(len(rm), -1).all(1), rm)
+                kept[key] = rm & ~(last & emptied)
+            prob[bad] = self._forward(kept)[bad]
+        return prob
+
+
+def _check_percentages(percentages: Sequence[float]) -> list[float]:
+    if len(percentages) == 0 or any(not 0 < p <= 100 for p in percentages):
+        raise ValueError(f"percentages must be non-empty and each in (0, 100], got {list(percentages)}")
+    return sorted(float(p) for p in percentages)  # sorted: the float mean must not depend on the order
+
+
+def comprehensiveness(model, batch: dict, attributions: dict, percentages: Sequence[float] = PERCENTAGES) -> torch.Tensor:
+    """ERASER comprehensiveness ``[B]``: mean over k of p(x) - p(x without its top-k% tokens).
+
+    Higher is better: removing what the explanation calls important should hurt.
+
+    Example:
+        >>> # comprehensiveness(model, batch, IntegratedGradients(model).attribute(**batch))
+    """
+    ks, pert = _check_percentages(percentages), _Perturber(model, batch, attributions)
+    return torch.stack([pert.full - pert.probability(pert.top(k / 100, True)) for k in ks]).mean(0)
+
+
+def sufficiency(model, batch: dict, attributions: dict, percentages: Sequence[float] = PERCENTAGES) -> torch.Tensor:
+    """ERASER sufficiency ``[B]``: mean over k of p(x) - p(only the top-k% tokens kept).
+
+    Lower is better: the top tokens alone should keep the prediction.
+
+    Example:
+        >>> # sufficiency(model, batch, CheferRelevance(model).attribute(**batch))
+    """
+    ks, pert = _check_percentages(percentages), _Perturber(model, batch, attributions)
+    return torch.stack([pert.full - pert.probability(pert.rest(pert.top(k / 100, True))) for k in ks]).mean(0)
+
+
+def _curve(model, batch, attributions, n_points: int, insertion: bool):
+    if n_points < 2:
+        raise ValueError(f"n_points must be at least 2, got {n_points}")
+    pert = _Perturber(model, batch, attributions)
+    fractions = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)
+    tops = [pert.top(f, False) for f in fractions.tolist()]
+    return fractions, torch.stack([pert.probability(pert.rest(top) if insertion else top) for top in tops])
+
+
+def deletion_curve(model, batch: dict, attributions: dict, n_points: int = 11):
+    """``(fractions [n_points], probabilities [n_points, B])`` as the top tokens are deleted.
+
+    Fraction 0 is the full input, 1 the empty (all-padding) one. Lower area is better.
+
+    Example:
+        >>> # area_under_curve(*deletion_curve(model, batch, scores, n_points=5))
+    """
+    return _curve(model, batch, attributions, n_points, insertion=False)
+
+
+def insertion_curve(model, batch: dict, attributions: dict, n_points: int = 11):
+    """Like :func:`deletion_curve`, inserting the top tokens into an empty input. Higher area is better.
+
+    Example:
+        >>> # fractions, probs = insertion_curve(model, batch, scores)
+    """
+    return _curve(model, batch, attributions, n_points, insertion=True)
+
+
+def area_under_curve(fractions: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:
+    """Trapezoid area of ``curve [n_points, B]`` over ``fractions``, one value per sample.
+
+    Example:
+        >>> area_under_curve(torch.tensor([0.0, 1.0]), torch.tensor([[1.0], [0.0]]))
+        tensor([0.5000])
+    """
+    return torch.trapezoid(curve, fractions.to(curve.dtype), dim=0)
+
+
+def _per_sample(values, mask) -> list[torch.Tensor]:
+    """Each sample's real-token entries, concatenated over feature keys (tensors or dicts)."""
+    if isinstance(values, torch.Tensor):
+        values, mask = {"_": values}, {"_": mask}
+    rows = [[] for _ in range(len(next(iter(values.values()))))]
+    for key, value in values.items():
+        keep = mask[key].bool().cpu()
+        while keep.dim() < value.dim():
+            keep = keep.unsqueeze(-1)
+        keep = keep.expand(value.shape)
+        for i, row in enumerate(rows):
+            row.append(value[i].detach().double().cpu()[keep[i]])
+    return [torch.cat(row) for row in rows]
+
+
+def _average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """1-based ranks, tied values sharing their average rank."""
+    _, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True)
+    last = counts.cumsum(0).double()
+    return ((last - counts + 1 + last) / 2)[inverse]
+
+
+def signal_recovery(attributions, ground_truth, mask, use_absolute: bool = False) -> dict:
+    """AUROC and precision@k of scores against planted 0/1 ground truth over real tokens.
+
+    k is each sample's number of ground-truth tokens. Samples without a positive or a
+    negative token give NaN and are left out of the means. Signed scores count as they
+    are (strong negative evidence is not "recovered"); ``use_absolute=True`` ranks by
+    magnitude. Returns the means ``auroc``, ``precision_at_k`` and ``[B]`` tensors
+    ``auroc_per_sample``, ``precision_per_sample``.
+
+    Example:
+        >>> gt = torch.tensor([[1, 0, 0, 0]])
+        >>> signal_recovery(gt.float(), gt, torch.ones(1, 4))["auroc"]
+        1.0
+    """
+    aurocs, precisions = [], []
+    for score, truth in zip(_per_sample(attributions, mask), _per_sample(ground_truth, mask)):
+        score, truth = (score.abs() if use_absolute else score), truth > 0
+        n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+        # Mann-Whitney: AUROC from the rank sum of the positives.
+        rank_sum = _average_ranks(score)[truth].sum().item()
+        aurocs.append((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg) if n_pos and n_neg else math.nan)
+        top = score.argsort(descending=True, stable=True)[:n_pos]
+        precisions.append(truth[top].double().mean().item() if n_pos else math.nan)
+    auroc, precision = torch.tensor(aurocs, dtype=torch.float64), torch.tensor(precisions, dtype=torch.float64)
+    return {"auroc": auroc.nanmean().item(), "precision_at_k": precision.nanmean().item(),
+            "auroc_per_sample": auroc, "precision_per_sample": precision}
+
+
+def rank_correlation(a, b, mask) -> torch.Tensor:
+    """Spearman correlation ``[B]`` over real tokens; ties get average ranks, constant rows NaN.
+
+    Example:
+        >>> x = torch.tensor([[1.0, 2.0, 3.0]])
+        >>> rank_correlation(x, x.flip(-1), torch.ones(1, 3))
+        tensor([-1.], dtype=torch.float64)
+    """
+    out = []
+    for x, y in zip(_per_sample(a, mask), _per_sample(b, mask)):
+        rx, ry = _average_ranks(x), _average_ranks(y)
+        rx, ry = rx - rx.mean(), ry - ry.mean()
+        denom = (rx.square().sum() * ry.square().sum()).sqrt()
+        out.append((rx * ry).sum() / denom if denom > 0 else torch.tensor(math.nan, dtype=torch.float64))
+    return torch.stack(out)
+
+
+def method_agreement(attributions_by_method: dict, mask) -> pd.DataFrame:
+    """Pairwise mean Spearman between methods: symmetric, ones on the diagonal.
+
+    Example:
+        >>> # method_agreement({"rollout": r, "chefer": c}, unpack_batch(model, batch).masks)
+    """
+    names = list(attributions_by_method)
+    table = pd.DataFrame(1.0, index=names, columns=names)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            rho = rank_correlation(attributions_by_method[first], attributions_by_method[second], mask)
+            table.loc[first, second] = table.loc[second, first] = rho.nanmean().item()
+    return table
+
+
+@dataclass
+class RandomizationResult:
+    """Outcome of :func:`randomization_check`; ``passed`` is ``mean_spearman < threshold``.
+
+    ``passed=False`` flags a method whose explanations barely change when the
+    model's weights are destroyed. ``per_sample`` holds ``[B]`` correlations.
+    """
+
+    mean_spearman: float
+    per_sample: torch.Tensor
+    passed: bool
+    threshold: float
+
+
+def _randomized_copy(model, seed: int):
+    """Deep copy (sharing the dataset) with every parameter re-drawn; also returns the copy memo."""
+    memo = {id(model.dataset): model.dataset} if hasattr(model, "dataset") else {}
+    clone = copy.deepcopy(model, memo)
+    devices = sorted({p.device.index or 0 for p in clone.parameters() if p.is_cuda})
+    with torch.random.fork_rng(devices=devices), torch.no_grad():  # the caller's RNG stays as it was
+        torch.manual_seed(seed)
+        for module in clone.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()  # the layer's own initial distribution
+                continue
+            for param in module.parameters(recurse=False):  # no initialiser: Gaussian at the trained scale
+                param.normal_(0.0, max(param.std().item() if param.numel() > 1 else 0.0, 0.02))
+    return clone, memo
+
+
+def _build(method, model, options: dict):
+    from .methods import make_interpreter
+
+    return make_interpreter(method, model, **options) if isinstance(method, str) else method
+
+
+def randomization_check(model, method, batch: dict, seed: int = 0, threshold: float = 0.5, **options) -> RandomizationResult:
+    """Model-randomization sanity check (Adebayo et al. 2018); ``model`` is left untouched.
+
+    Re-initialises a deep copy of ``model`` (seeded) and correlates, per sample, the
+    scores on the trained and the random model (Spearman). ``method`` is a name from
+    ``METHODS`` (built with ``options``) or an interpreter, deep-copied onto the copy.
+
+    Example:
+        >>> # randomization_check(model, "chefer", batch).passed
+    """
+    interpreter, target = _build(method, model, options), _predict(model, batch)[1]
+    random_model, memo = _randomized_copy(model, seed)
+    # The memo maps the model to its copy, so a copied interpreter explains the random model.
+    random_interpreter = _build(method, random_model, options) if isinstance(method, str) else copy.deepcopy(interpreter, memo)
+    fb = unpack_batch(model, batch)
+    scores = []
+    for name, explainer in (("attributions", interpreter), ("randomized attributions", random_interpreter)):
+        scores.append(explainer.attribute(target_class_idx=target, **batch))
+        _check_attributions(fb, scores[-1], name)
+    rho = rank_correlation(*({k: s[k] for k in fb.values} for s in scores), fb.masks)
+    mean = rho.nanmean().item()
+    return RandomizationResult(mean, rho, bool(mean < threshold), threshold)
+
+
+def _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_points) -> dict:
+    """Per-sample metric tensors of one method on one batch, plus ``seconds`` in ``attribute``."""
+    start = time.perf_counter()
+    scores = interpreter.attribute(target_class_idx=_predict(model, batch)[1], **batch)
+    out = {"seconds": torch.tensor([time.perf_counter() - start], dtype=torch.float64)}
+    fb = unpack_batch(model, batch)
+    _check_attributions(fb, scores)
+    out["comprehensiveness"] = comprehensiveness(model, batch, scores, percentages)
+    out["sufficiency"] = sufficiency(model, batch, scores, percentages)
+    out["deletion_auc"] = area_under_curve(*deletion_curve(model, batch, scores, n_points))
+    out["insertion_auc"] = area_under_curve(*insertion_curve(model, batch, scores, n_points))
+    if ground_truth is not None:
+        truth = ground_truth(batch)
+        _check_attributions(fb, truth, "ground_truth")
+        recovery = signal_recovery({k: scores[k] for k in fb.values}, {k: truth[k] for k in fb.values}, fb.masks)
+        out["recovery_auroc"], out["precision_at_k"] = recovery["auroc_per_sample"], recovery["precision_per_sample"]
+    return out
+
+
+def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated_gradients", "deeplift"), *,
+            ground_truth: Optional[Callable[[dict], dict]] = None, percentages: Sequence[float] = PERCENTAGES,
+            method_options: Optional[dict] = None, progress: bool = True, max_batches: Optional[int] = None,
+            n_points: int = 11, seed: int = 0) -> pd.DataFrame:
+    """Evaluate several methods on the same batches: one row per method.
+
+    Columns are means over samples: ``comprehensiveness``, ``sufficiency``,
+    ``deletion_auc``, ``insertion_auc``, then ``recovery_auroc`` and
+    ``precision_at_k`` when ``ground_truth(batch) -> {key: 0/1 tensor}`` is
+    given, ``randomization_spearman`` (on the first batch) and ``seconds``
+    (total time in ``attribute``). ``methods`` holds names from ``METHODS``
+    (options from ``method_options[name]``) or built interpreters.
+
+    Example:
+        >>> # compare(model, get_dataloader(ds, batch_size=16), ["rollout", "chefer"], max_batches=2)
+    """
+    from .methods import METHODS
+
+    _check_percentages(percentages)
+    unknown = [m for m in methods if isinstance(m, str) and m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or pass interpreters")
+    options = {m: (method_options or {}).get(m, {}) if isinstance(m, str) else {} for m in methods}
+    built = {m if isinstance(m, str) else type(m).__name__: (m, _build(m, model, options[m])) for m in methods}
+    columns = {name: {} for name in built}
+    total = len(loader) if hasattr(loader, "__len__") else None
+    if max_batches is not None:
+        total = max_batches if total is None else min(total, max_batches)
+    first = None
+    for n, batch in enumerate(tqdm(loader, total=total, disable=not progress, desc="evaluating")):
+        if max_batches is not None and n >= max_batches:
+            break
+        first = batch if first is None else first
+        for name, (_, interpreter) in built.items():
+            for column, values in _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_points).items():
+                columns[name].setdefault(column, []).append(values)
+    if first is None:
+        raise ValueError("the loader yielded no batches; nothing to evaluate")
+    rows = {}
+    for name, (method, interpreter) in built.items():
+        row = {column: torch.cat(values).nanmean().item() for column, values in columns[name].items()}
+        row["seconds"] = torch.cat(columns[name]["seconds"]).sum().item()
+        check = randomization_check(model, method if isinstance(method, str) else interpreter, first, seed, **options[method])
+        rows[name] = {**row, "randomization_spearman": check.mean_spearman}
+    order = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc"]
+    order += ["recovery_auroc", "precision_at_k"] if ground_truth is not None else []
+    return pd.DataFrame.from_dict(rows, orient="index")[order + ["randomization_spearman", "seconds"]]
+
+
+__all__ = ["PERCENTAGES", "RandomizationResult", "area_under_curve", "compare", "comprehensiveness", "deletion_curve",
+           "insertion_curve", "method_agreement", "randomization_check", "rank_correlation", "signal_recovery",
+           "sufficiency"]

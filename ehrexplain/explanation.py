@@ -1,0 +1,143 @@
+"""One patient's explanation by one method, as plain numbers and code names.
+
+This is the logic behind the views and widgets: pick a patient from a cohort,
+run an interpreter, and line the scores up with readable codes (and with the
+planted ground truth when the cohort knows it).
+
+Example:
+    >>> # from ehrexplain.synthetic import make_cohort, train_demo_model
+    >>> # cohort = make_cohort(seed=0); model = train_demo_model(cohort)
+    >>> # explanation = explain_patient(model, cohort, 3, "integrated_gradients", steps=32)
+    >>> # explanation.labels[:3], explanation.delta
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .methods import METHODS, make_interpreter
+
+#: Baselines a user can pick by name for the gradient methods.
+BASELINES = ("unk", "padding")
+
+
+@dataclass
+class PatientExplanation:
+    """Scores of one patient's codes, flattened over feature keys in model order.
+
+    Attributes:
+        method, index, target: what was explained.
+        probability: the model's probability for ``target``.
+        labels: one entry per real (non-padding) code, ``"key: code"``, with
+            ``" (visit k)"`` for nested features.
+        codes: the bare codes, aligned with ``labels``.
+        scores: the attribution of each code.
+        ground_truth: 1 where the code drives the planted label (``None`` if unknown).
+        delta: completeness error for IG/DeepLift (``None`` for attention methods).
+        signed: whether the scores carry a sign.
+    """
+
+    method: str
+    index: int
+    target: int
+    probability: float
+    labels: list[str] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ground_truth: np.ndarray | None = None
+    delta: float | None = None
+    signed: bool = False
+
+
+def check_patient_index(cohort, index: int) -> None:
+    """Raise ``IndexError`` with the valid range when ``index`` is not a patient of ``cohort``."""
+    n = len(cohort.samples)
+    if not isinstance(index, (int, np.integer)) or not 0 <= index < n:
+        raise IndexError(f"patient index {index} is out of range: the cohort has {n} patients (0..{n - 1})")
+
+
+def named_baseline(batch: dict, model, name: str) -> dict[str, torch.Tensor] | None:
+    """``"unk"``: the default UNK-token baseline (``None``); ``"padding"``: token id 0 everywhere."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
+    if name == "unk":
+        return None
+    from ._inputs import feature_value
+
+    processors = model.dataset.input_processors
+    return {
+        key: torch.zeros_like(feature_value(model, key, batch[key]))
+        for key in model.feature_keys
+        if processors[key].is_token()
+    }
+
+
+def _split_options(cls, options: dict) -> tuple[dict, dict]:
+    """Options the constructor accepts, and the rest (for ``attribute``)."""
+    accepted = inspect.signature(cls.__init__).parameters
+    init = {k: v for k, v in options.items() if k in accepted}
+    return init, {k: v for k, v in options.items() if k not in accepted}
+
+
+def explain_patient(model, cohort, index: int, method: str, target_class_idx=None, baseline: str = "unk", **options):
+    """Explain patient ``index`` of ``cohort`` with ``method`` (a name from ``METHODS``).
+
+    Options go to the interpreter's constructor when it takes them
+    (``head_fusion``, ``discard_ratio``) and to ``attribute`` otherwise (``steps``).
+
+    Raises:
+        IndexError: ``index`` is not a patient of the cohort.
+        ValueError: unknown method or baseline name.
+        TypeError: the model cannot support the method (e.g. Chefer on a forward-only model).
+    """
+    check_patient_index(cohort, index)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    batch = cohort.batch([int(index)])
+    init, call = _split_options(METHODS[method], options)
+    interpreter = make_interpreter(method, model, **init)
+    if interpreter.signed_scores:
+        call.update(baseline=named_baseline(batch, model, baseline), return_convergence_delta=True)
+    result = interpreter.attribute(**batch, target_class_idx=target_class_idx, **call)
+    scores, delta = result if isinstance(result, tuple) else (result, None)
+    target, probability = _target_and_probability(model, batch, target_class_idx)
+    truth = cohort.ground_truth(batch) if hasattr(cohort, "ground_truth") else None
+    explanation = PatientExplanation(method, int(index), target, probability, signed=interpreter.signed_scores)
+    explanation.delta = None if delta is None else float(delta[0])
+    _fill_codes(explanation, model, cohort, batch, scores, truth)
+    return explanation
+
+
+def _target_and_probability(model, batch: dict, target_class_idx) -> tuple[int, float]:
+    with torch.no_grad():
+        logits = model(**{k: batch[k] for k in model.feature_keys})["logit"][0]
+    if logits.numel() == 1:
+        return 0, float(torch.sigmoid(logits[0]))
+    target = int(logits.argmax()) if target_class_idx is None else int(target_class_idx)
+    return target, float(logits.softmax(-1)[target])
+
+
+def _fill_codes(explanation, model, cohort, batch, scores, truth) -> None:
+    from ._inputs import feature_value
+
+    labels, codes, values, marks = [], [], [], []
+    for key in model.feature_keys:
+        ids = feature_value(model, key, batch[key])[0]
+        if not model.dataset.input_processors[key].is_token():
+            continue  # continuous features have no codes to show
+        nested = ids.dim() == 2
+        positions = (ids != 0).nonzero().tolist()
+        decoded = cohort.decode(key, [int(ids[tuple(p)]) for p in positions])
+        for position, code in zip(positions, decoded):
+            labels.append(f"{key}: {code}" + (f" (visit {position[0] + 1})" if nested else ""))
+            codes.append(code)
+            values.append(float(scores[key][0][tuple(position)]))
+            if truth is not None:
+                marks.append(float(truth[key][0][tuple(position)]))
+    explanation.labels, explanation.codes = labels, codes
+    explanation.scores = np.asarray(values)
+    explanation.ground_truth = np.asarray(marks) if truth is not None else None

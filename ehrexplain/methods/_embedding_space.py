@@ -1,0 +1,144 @@
+"""Where gradient methods move inputs: embedding space for tokens, raw space otherwise.
+
+Integrated Gradients and DeepLift both compare an input ``x`` with a baseline
+``b``. Token ids cannot be interpolated (id 61.25 does not exist), so token
+features are embedded first and compared there; continuous features stay raw,
+so every raw number gets its own attribution. This module holds that logic once.
+
+Example:
+    >>> # space = AttributionSpace.build(model, batch, baseline=None, use_embeddings=True)
+    >>> # logits = space.forward(space.inputs, rows=torch.arange(space.batch_size))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .._inputs import FeatureBatch, unpack_batch
+
+#: Default baseline id for token features: PyHealth's UNK token.
+UNK_TOKEN_ID = 1
+#: Default baseline value for continuous features (PyHealth's near-zero choice).
+CONTINUOUS_BASELINE = 1e-2
+
+
+def check_embedding_support(model: nn.Module, method: str) -> None:
+    """Raise ``TypeError`` naming what ``model`` lacks for embedding-space attribution."""
+    missing = [name for name in ("forward_from_embedding", "get_embedding_model") if not callable(getattr(model, name, None))]
+    if missing:
+        raise TypeError(
+            f"{method}(use_embeddings=True) needs {type(model).__name__} to implement {missing}; "
+            "PyHealth's MLP, RNN, Transformer and StageNet do. For purely continuous inputs pass use_embeddings=False."
+        )
+    if model.get_embedding_model() is None:
+        raise TypeError(f"{type(model).__name__}.get_embedding_model() returned None; {method} needs the embedding module")
+
+
+def default_baseline(batch: FeatureBatch, use_embeddings: bool) -> dict[str, torch.Tensor]:
+    """PyHealth's reference input: UNK for tokens, ``1e-2`` for continuous values."""
+    baselines = {}
+    for key, value in batch.values.items():
+        if use_embeddings and key in batch.token_keys:
+            baselines[key] = torch.full_like(value, UNK_TOKEN_ID)
+        else:
+            baselines[key] = torch.full_like(value, CONTINUOUS_BASELINE, dtype=torch.get_default_dtype())
+    return baselines
+
+
+def checked_baseline(batch: FeatureBatch, baseline: dict | None, use_embeddings: bool) -> dict[str, torch.Tensor]:
+    """Default baselines overridden by the caller's, each checked against the input shape."""
+    baselines = default_baseline(batch, use_embeddings)
+    for key, value in (baseline or {}).items():
+        if key not in batch.values:
+            raise KeyError(f"baseline has unknown feature key {key!r}; the model's feature keys are {sorted(batch.values)}")
+        value = torch.as_tensor(value, device=batch.values[key].device)
+        if value.shape != batch.values[key].shape:
+            raise ValueError(
+                f"baseline for {key!r} has shape {tuple(value.shape)} but the input has shape "
+                f"{tuple(batch.values[key].shape)}; give one baseline per input value"
+            )
+        if not torch.isfinite(value.float()).all():
+            raise ValueError(f"baseline for {key!r} contains NaN or infinite values")
+        baselines[key] = value
+    return baselines
+
+
+@dataclass
+class AttributionSpace:
+    """Input and baseline as points in the space attributions are computed in.
+
+    Attributes:
+        batch: the unpacked batch.
+        inputs / baselines: per key, ``x`` and ``b`` (embedded for token keys when
+            ``use_embeddings``; raw otherwise), detached.
+        embedded_keys: keys that were embedded before comparison.
+        use_embeddings: run the model from embeddings (``forward_from_embedding``).
+    """
+
+    batch: FeatureBatch
+    inputs: dict[str, torch.Tensor]
+    baselines: dict[str, torch.Tensor]
+    embedded_keys: frozenset[str]
+    use_embeddings: bool
+
+    @classmethod
+    def build(cls, model: nn.Module, data: dict, baseline: dict | None, use_embeddings: bool) -> "AttributionSpace":
+        """Unpack ``data``, check ``baseline`` and embed token features when asked."""
+        batch = unpack_batch(model, data)
+        if not use_embeddings and batch.token_keys:
+            raise ValueError(
+                f"features {sorted(batch.token_keys)} are token ids, which cannot be interpolated; "
+                "use use_embeddings=True"
+            )
+        baselines = checked_baseline(batch, baseline, use_embeddings)
+        inputs = {key: value.float() for key, value in batch.values.items()}
+        baselines = {key: value.float() for key, value in baselines.items()}
+        embedded = frozenset(batch.token_keys if use_embeddings else ())
+        if embedded:
+            embed = model.get_embedding_model()
+            with torch.no_grad():
+                inputs.update(embed({key: batch.values[key] for key in embedded}))
+                baselines.update(embed({key: baselines[key].long() for key in embedded}))
+        return cls(batch, inputs, baselines, embedded, use_embeddings)
+
+    @property
+    def batch_size(self) -> int:
+        return next(iter(self.batch.values.values())).shape[0]
+
+    def forward(self, points: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        """Logits for ``points`` (one row per entry of ``rows``, the sample each row copies).
+
+        Masks, times and other tuple parts are taken from sample ``rows[i]``.
+        """
+        model = self.batch.model
+        kwargs = {}
+        for key, parts in self.batch.inputs.items():
+            i = self.batch.value_index(key)
+            kwargs[key] = tuple(part[rows] if isinstance(part, torch.Tensor) else part for part in parts)
+            kwargs[key] = kwargs[key][:i] + (points[key],) + kwargs[key][i + 1 :]
+        if not self.use_embeddings:
+            return model(**kwargs)["logit"]
+        raw = [key for key in points if key not in self.embedded_keys]
+        if raw:
+            embedded = model.get_embedding_model()({key: points[key] for key in raw})
+            for key in raw:
+                i = self.batch.value_index(key)
+                kwargs[key] = kwargs[key][:i] + (embedded[key],) + kwargs[key][i + 1 :]
+        return model.forward_from_embedding(**kwargs)["logit"]
+
+    def to_raw_shapes(self, attributions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sum embedded keys over the embedding dimension: one score per input value."""
+        out = {}
+        for key, attr in attributions.items():
+            if key in self.embedded_keys:
+                attr = attr.sum(dim=-1)
+            out[key] = attr.reshape(self.batch.values[key].shape).detach()
+        return out
+
+
+def target_logit(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per row, the logit of that row's target class."""
+    return logits.gather(1, targets[:, None]).squeeze(1)

@@ -1,0 +1,190 @@
+"""DeepLIFT with the Rescale rule: attribute differences from a baseline in one pass.
+
+Paper: Shrikumar, Greenside & Kundaje, "Learning Important Features Through
+Propagating Activation Differences", ICML 2017. https://arxiv.org/abs/1704.02685
+
+Algorithm:
+    1. Run input ``x`` and baseline ``b`` through the model together (one batch
+       of ``2 × batch`` rows), so every activation sees both ``z_x`` and ``z_b``.
+    2. Every elementwise activation module (ReLU, Sigmoid, Tanh, GELU, ELU,
+       Softplus, LeakyReLU, SiLU, ...) is swapped for a wrapper whose backward
+       uses the secant ``m = (σ(z_x) - σ(z_b)) / (z_x - z_b)`` instead of ``σ'(z_x)``
+       (the plain gradient where ``z_x ≈ z_b``).
+    3. Backpropagate the target logit of the ``x`` rows; the gradient at the
+       input is the multiplier ``m_i``; attributions are ``(x_i - b_i) m_i``.
+
+Everything else (linear layers, softmax, layer norm, attention products,
+functional activations such as ``F.gelu``) is differentiated normally: the
+"gradient fallback". Linear layers are exact under it; the others are not,
+so ``Σ attributions`` can differ from ``f(x) - f(b)``. That gap, the
+convergence delta, is returned on request and not hidden: forcing
+completeness by rescaling is an explicit, documented opt-in.
+On networks built only from linear layers and the swapped activations the
+delta is zero up to rounding (exact for ReLU networks).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ..model_state import evaluation_mode, gradients_enabled
+from ._base import Interpreter, TargetIndex
+from ._embedding_space import AttributionSpace, check_embedding_support, target_logit
+from .integrated_gradients import convergence_delta
+
+#: Elementwise activation modules whose backward is replaced by the Rescale rule.
+RESCALE_ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+    nn.Sigmoid, nn.Tanh, nn.Softplus, nn.SiLU, nn.Mish, nn.Hardtanh,
+)  # fmt: skip
+
+
+class _RescaleFunction(torch.autograd.Function):
+    """``σ(z)`` on stacked ``[z_x; z_b]`` whose backward uses the secant slope."""
+
+    @staticmethod
+    def forward(ctx, stacked: torch.Tensor, activation: nn.Module, eps: float) -> torch.Tensor:
+        out = activation(stacked)
+        z_x, z_b = stacked.chunk(2)
+        y_x, y_b = out.chunk(2)
+        with torch.enable_grad():
+            z = z_x.detach().requires_grad_(True)
+            slope = torch.autograd.grad(activation(z).sum(), z)[0]
+        dz = z_x - z_b
+        close = dz.abs() <= eps
+        secant = torch.where(close, slope, (y_x - y_b) / torch.where(close, torch.ones_like(dz), dz))
+        # Baseline rows carry no gradient: only the input rows are explained.
+        ctx.save_for_backward(torch.cat([secant, torch.zeros_like(secant)]))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (multiplier,) = ctx.saved_tensors
+        return grad_output * multiplier, None, None
+
+
+class RescaleActivation(nn.Module):
+    """Wraps an activation module so its backward follows DeepLIFT's Rescale rule."""
+
+    def __init__(self, activation: nn.Module, eps: float = 1e-6):
+        super().__init__()
+        self.activation = activation
+        self.eps = eps
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.shape[0] % 2:
+            raise RuntimeError(
+                f"DeepLift expects activations with the batch first and stacked [input; baseline] rows, "
+                f"but {type(self.activation).__name__} got shape {tuple(z.shape)}"
+            )
+        return _RescaleFunction.apply(z, self.activation, self.eps)
+
+
+@contextmanager
+def rescale_activations(model: nn.Module):
+    """Swap every activation module of ``model`` for its Rescale wrapper; always undone.
+
+    Yields the list of swapped activation class names.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        >>> with rescale_activations(net) as names:
+        ...     type(net[1]).__name__, names
+        ('RescaleActivation', ['ReLU'])
+        >>> type(net[1]).__name__
+        'ReLU'
+    """
+    swapped = []
+    try:
+        for parent in list(model.modules()):
+            # ``_modules`` rather than ``named_children()``: the latter skips a module
+            # instance reused in several places (PyHealth's MLP reuses one activation).
+            for name, child in list(parent._modules.items()):
+                if isinstance(child, RESCALE_ACTIVATIONS):
+                    setattr(parent, name, RescaleActivation(child))
+                    swapped.append((parent, name, child))
+        yield [type(child).__name__ for _, _, child in swapped]
+    finally:
+        for parent, name, child in reversed(swapped):
+            setattr(parent, name, child)
+
+
+class DeepLift(Interpreter):
+    """DeepLIFT (Rescale rule) for PyHealth models, with an honest completeness delta.
+
+    Args:
+        model: a PyHealth model (``forward_from_embedding`` and
+            ``get_embedding_model`` needed when ``use_embeddings``).
+        use_embeddings: compare token features in embedding space (needed for codes).
+
+    Example:
+        >>> from ehrexplain import DeepLift
+        >>> # scores, delta = DeepLift(model).attribute(**batch, return_convergence_delta=True)
+        >>> # delta  # Σ scores - (f(x) - f(b)): zero only for linear + elementwise nets
+    """
+
+    signed_scores = True
+
+    def __init__(self, model, use_embeddings: bool = True):
+        if use_embeddings:
+            check_embedding_support(model, "DeepLift")
+        super().__init__(model)
+        self.use_embeddings = use_embeddings
+
+    def attribute(
+        self,
+        baseline: dict[str, torch.Tensor] | None = None,
+        target_class_idx: TargetIndex = None,
+        return_convergence_delta: bool = False,
+        enforce_completeness: bool = False,
+        **data,
+    ):
+        """Attributions shaped like each feature's raw values.
+
+        Args:
+            baseline: per feature key, a tensor shaped like the input values.
+            target_class_idx: class to explain (int or ``[batch]``); default: predicted.
+            return_convergence_delta: also return ``Σ attributions - (f(x) - f(b))``.
+            enforce_completeness: rescale each sample's attributions so they sum
+                to ``f(x) - f(b)`` (PyHealth's behaviour). This *hides* the
+                approximation error of the gradient fallback; off by default.
+                The delta returned is the one measured before rescaling.
+
+        Returns:
+            ``{key: scores}``, or ``(scores, delta)`` with ``return_convergence_delta``.
+        """
+        with evaluation_mode(self.model), gradients_enabled():
+            space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
+            rows = torch.arange(space.batch_size, device=next(iter(space.inputs.values())).device)
+            with torch.no_grad():
+                logits = space.forward(space.inputs, rows)
+                reference = space.forward(space.baselines, rows)
+            targets = self._resolve_target_indices(logits, target_class_idx)
+            gap = target_logit(logits, targets) - target_logit(reference, targets)
+            multipliers = self._multipliers(space, rows, targets)
+            raw = {key: (space.inputs[key] - space.baselines[key]) * multipliers[key] for key in space.inputs}
+            scores = space.to_raw_shapes(raw)
+        delta = convergence_delta(scores, gap)
+        if enforce_completeness:
+            scores = _rescale_to_gap(scores, gap)
+        return (scores, delta) if return_convergence_delta else scores
+
+    def _multipliers(self, space: AttributionSpace, rows: torch.Tensor, targets: torch.Tensor) -> dict:
+        """Gradient at the input rows of a joint ``[x; b]`` pass with Rescale activations."""
+        inputs = {key: x.clone().requires_grad_(True) for key, x in space.inputs.items()}
+        stacked = {key: torch.cat([inputs[key], space.baselines[key]]) for key in inputs}
+        with rescale_activations(self.model):
+            logits = space.forward(stacked, torch.cat([rows, rows]))
+        output = target_logit(logits[: len(rows)], targets).sum()
+        grads = torch.autograd.grad(output, list(inputs.values()), allow_unused=True)
+        return {key: torch.zeros_like(x) if g is None else g for (key, x), g in zip(inputs.items(), grads)}
+
+
+def _rescale_to_gap(scores: dict[str, torch.Tensor], gap: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Scale each sample's attributions to sum to ``gap`` (samples summing to ~0 are left as they are)."""
+    total = sum(score.reshape(score.shape[0], -1).sum(dim=1) for score in scores.values())
+    factor = torch.where(total.abs() > 1e-12, gap / torch.where(total.abs() > 1e-12, total, torch.ones_like(total)), torch.ones_like(total))
+    return {key: score * factor.view((-1,) + (1,) * (score.dim() - 1)) for key, score in scores.items()}

@@ -1,0 +1,247 @@
+"""ipywidgets explorers: wiring only; the logic lives in explanation, plots, html, evaluate.
+
+Figures are shown as PNG ``Image`` widgets, so an explorer renders the same in
+JupyterLab, in a notebook saved to GitHub and in an exported HTML file, and
+nothing leaks to stdout under nbval. Errors (a patient out of range, a method
+the model cannot support) appear as a message in the widget.
+
+Example:
+    >>> # from ehrexplain.viz.widgets import ExplanationExplorer
+    >>> # ExplanationExplorer(model, cohort)  # last line of a cell displays it
+"""
+
+from __future__ import annotations
+
+import html
+import io
+
+import ipywidgets as widgets
+
+from ..explanation import BASELINES, explain_patient
+from .html import attribution_table_html, token_heatmap_html
+from .plots import plot_code_attributions, plot_method_comparison, plot_rollout_matrix
+
+METHOD_LABELS = {
+    "rollout": "Attention Rollout",
+    "chefer": "Chefer relevance",
+    "integrated_gradients": "Integrated Gradients",
+    "deeplift": "DeepLIFT",
+}
+
+
+def figure_png(figure) -> bytes:
+    """The PNG bytes of a matplotlib Figure."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=96)
+    return buffer.getvalue()
+
+
+def error_html(error: Exception) -> str:
+    """A readable, escaped one-line message for an exception (no traceback)."""
+    return f'<div style="color:#b00020"><b>{type(error).__name__}:</b> {html.escape(str(error))}</div>'
+
+
+def _n_classes(model) -> int:
+    return int(model.get_output_size()) if hasattr(model, "get_output_size") else 1
+
+
+class _CachedExplainer:
+    """Explanations keyed by their arguments, so moving back to a view is instant."""
+
+    def __init__(self, model, cohort):
+        self.model, self.cohort, self.cache = model, cohort, {}
+
+    def __call__(self, index, method, **options):
+        key = (index, method, tuple(sorted(options.items())))
+        if key not in self.cache:
+            self.cache[key] = explain_patient(self.model, self.cohort, index, method, **options)
+        return self.cache[key]
+
+
+class ExplanationExplorer(widgets.VBox):
+    """Pick a patient, a method, a target class and the method's options; see the explanation.
+
+    Attributes set by each refresh (handy in tests): ``explanation``, ``figure``,
+    ``message.value``, ``heatmap.value``.
+
+    Example:
+        >>> # explorer = ExplanationExplorer(model, cohort); explorer.method.value = "deeplift"
+    """
+
+    def __init__(self, model, cohort, methods=tuple(METHOD_LABELS), index: int = 0):
+        self.explain = _CachedExplainer(model, cohort)
+        self.patient = widgets.IntText(value=index, description="patient")
+        self.method = widgets.Dropdown(options=[(METHOD_LABELS.get(m, m), m) for m in methods], description="method")
+        classes = _n_classes(model)
+        self.target = widgets.Dropdown(
+            options=[("predicted", None)] + [(f"class {c}", c) for c in range(classes if classes > 1 else 0)],
+            description="target",
+        )
+        self.steps = widgets.IntSlider(value=32, min=4, max=256, step=4, description="IG steps")
+        self.baseline = widgets.Dropdown(options=BASELINES, description="baseline")
+        self.head_fusion = widgets.Dropdown(options=["mean", "max", "min"], description="heads")
+        self.discard_ratio = widgets.FloatSlider(value=0.0, min=0.0, max=0.9, step=0.1, description="discard")
+        self.message, self.heatmap = widgets.HTML(), widgets.HTML()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
+        self.explanation = self.figure = None
+        controls = [self.patient, self.method, self.target, self.steps, self.baseline, self.head_fusion, self.discard_ratio]
+        for control in controls:
+            control.observe(lambda _: self.refresh(), names="value")
+        super().__init__([widgets.HBox(controls[:3]), widgets.HBox(controls[3:]), self.message, self.image, self.heatmap])
+        self.refresh()
+
+    def options(self) -> dict:
+        """Keyword options for the chosen method."""
+        method = self.method.value
+        if method == "rollout":
+            return {"head_fusion": self.head_fusion.value, "discard_ratio": self.discard_ratio.value}
+        options = {"target_class_idx": self.target.value}
+        if method in ("integrated_gradients", "deeplift"):
+            options["baseline"] = self.baseline.value
+        if method == "integrated_gradients":
+            options["steps"] = self.steps.value
+        return options
+
+    def _show_relevant_controls(self) -> None:
+        method = self.method.value
+        visible = {
+            self.steps: method == "integrated_gradients",
+            self.baseline: method in ("integrated_gradients", "deeplift"),
+            self.head_fusion: method == "rollout",
+            self.discard_ratio: method == "rollout",
+            self.target: method != "rollout" and len(self.target.options) > 1,
+        }
+        for control, show in visible.items():
+            control.layout.display = None if show else "none"
+
+    def refresh(self) -> None:
+        """Recompute (or fetch from cache) and redraw."""
+        self._show_relevant_controls()
+        try:
+            explanation = self.explain(self.patient.value, self.method.value, **self.options())
+        except (IndexError, KeyError, TypeError, ValueError) as error:
+            self.message.value = error_html(error)
+            self.image.value, self.heatmap.value = b"", ""  # no stale view under the message
+            return
+        self.explanation = explanation
+        title = f"patient {explanation.index}: p(class {explanation.target}) = {explanation.probability:.2f}"
+        if explanation.delta is not None:
+            title += f", completeness delta = {explanation.delta:+.3g}"
+        self.message.value = html.escape(title)
+        self.figure = plot_code_attributions(
+            explanation.labels, explanation.scores, ground_truth=explanation.ground_truth,
+            signed=explanation.signed, title=METHOD_LABELS.get(explanation.method, explanation.method),
+        )  # fmt: skip
+        self.image.value = figure_png(self.figure)
+        self.heatmap.value = token_heatmap_html(
+            explanation.labels, explanation.scores, signed=explanation.signed,
+            element_id=f"ehrexplain-{explanation.method}-{explanation.index}",
+        )  # fmt: skip
+
+
+class ComparisonDashboard(widgets.VBox):
+    """All methods side by side for one patient, plus a cohort metrics table.
+
+    Args:
+        metrics: a DataFrame from :func:`ehrexplain.evaluate.compare` (one row
+            per method), shown under the plot; computed elsewhere because it is slow.
+
+    Example:
+        >>> # ComparisonDashboard(model, cohort, metrics=compare(model, cohort.loader()))
+    """
+
+    def __init__(self, model, cohort, methods=tuple(METHOD_LABELS), metrics=None, index: int = 0):
+        self.explain, self.methods = _CachedExplainer(model, cohort), list(methods)
+        self.patient = widgets.IntText(value=index, description="patient")
+        self.message, self.table = widgets.HTML(), widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.figure, self.explanations = None, {}
+        if metrics is not None:
+            rows = metrics.reset_index().to_dict("records")
+            self.table.value = attribution_table_html(rows, element_id="ehrexplain-metrics")
+        self.patient.observe(lambda _: self.refresh(), names="value")
+        super().__init__([self.patient, self.message, self.image, self.table])
+        self.refresh()
+
+    def refresh(self) -> None:
+        explanations, problems = {}, []
+        for method in self.methods:
+            try:
+                explanations[method] = self.explain(self.patient.value, method)
+            except (IndexError, TypeError, ValueError) as error:
+                problems.append(f"{METHOD_LABELS.get(method, method)}: {error}")
+                if isinstance(error, IndexError):
+                    break
+        self.message.value = error_html(ValueError("; ".join(problems))) if problems else ""
+        if not explanations:
+            return
+        self.explanations = explanations
+        first = next(iter(explanations.values()))
+        by_method = {METHOD_LABELS.get(m, m): e.scores for m, e in explanations.items()}
+        self.figure = plot_method_comparison(first.labels, by_method, ground_truth=first.ground_truth)
+        self.image.value = figure_png(self.figure)
+
+
+class AttentionLayersExplorer(widgets.VBox):
+    """Step through layers and heads and watch the rollout product build up.
+
+    Left: the chosen layer's attention (one head, or heads fused by mean).
+    Right: the rollout of layers ``1..layer`` (each ``0.5 (A + I)``, multiplied).
+
+    Example:
+        >>> # AttentionLayersExplorer(model, cohort, feature_key="conditions")
+    """
+
+    def __init__(self, model, cohort, feature_key: str | None = None, index: int = 0):
+        from ..methods import AttentionRollout
+
+        self.rollout, self.cohort = AttentionRollout(model), cohort
+        self.feature_key = feature_key or model.feature_keys[0]
+        self.patient = widgets.IntText(value=index, description="patient")
+        self.layer = widgets.IntSlider(value=1, min=1, max=1, description="layer")
+        self.head = widgets.Dropdown(options=[("mean of heads", None)], description="head")
+        self.message, self.image = widgets.HTML(), widgets.Image(format="png")
+        self.figure, self.maps, self._cache = None, None, {}
+        for control in (self.patient, self.layer, self.head):
+            control.observe(lambda _: self.refresh(), names="value")
+        super().__init__([widgets.HBox([self.patient, self.layer, self.head]), self.message, self.image])
+        self.refresh()
+
+    def _maps(self, index: int):
+        """Attention maps and token labels of one patient, computed once."""
+        if index not in self._cache:
+            from ..explanation import check_patient_index
+
+            check_patient_index(self.cohort, index)
+            batch = self.cohort.batch([index])
+            maps = [m[0] for m in self.rollout.attention_maps(**batch)[self.feature_key]]
+            ids = batch[self.feature_key][0] if not isinstance(batch[self.feature_key], tuple) else batch[self.feature_key][0][0]
+            tokens = self.cohort.decode(self.feature_key, [int(i) for i in ids.reshape(-1) if int(i) != 0])
+            self._cache[index] = (maps, tokens)
+        return self._cache[index]
+
+    def refresh(self) -> None:
+        from matplotlib.figure import Figure
+
+        from ..methods.attention_rollout import rollout_matrix
+
+        try:
+            maps, tokens = self._maps(self.patient.value)
+        except (IndexError, KeyError, TypeError, ValueError) as error:
+            self.message.value = error_html(error)
+            return
+        self.maps = maps
+        self.layer.max = len(maps)
+        heads = maps[0].shape[0]
+        if len(self.head.options) != heads + 1:
+            self.head.options = [("mean of heads", None)] + [(f"head {h}", h) for h in range(heads)]
+        n = len(tokens)
+        chosen = maps[self.layer.value - 1]
+        layer_map = chosen.mean(0) if self.head.value is None else chosen[self.head.value]
+        product = rollout_matrix([m[None] for m in maps[: self.layer.value]])[0]
+        self.figure = Figure(figsize=(9, 4), layout="constrained")
+        left, right = self.figure.subplots(1, 2)
+        plot_rollout_matrix(layer_map[:n, :n], tokens=tokens, title=f"layer {self.layer.value} attention", ax=left)
+        plot_rollout_matrix(product[:n, :n], tokens=tokens, title=f"rollout of layers 1..{self.layer.value}", ax=right)
+        self.message.value = f"row sums of the rollout: {product[:n].sum(-1).min():.3f} .. {product[:n].sum(-1).max():.3f}"
+        self.image.value = figure_png(self.figure)

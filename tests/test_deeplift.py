@@ -1,0 +1,134 @@
+"""DeepLift (Rescale): exactness where it should be exact, honesty where it is not."""
+
+import pytest
+import torch
+from conftest import assert_restored, single_sample
+from torch import nn
+
+from ehrexplain.methods import DeepLift, IntegratedGradients
+from ehrexplain.methods.deeplift import RescaleActivation, rescale_activations
+from ehrexplain.testing import FunctionModel, ReluDifference
+
+
+def total(scores):
+    return sum(s.reshape(s.shape[0], -1).sum(dim=1) for s in scores.values())
+
+
+def test_closed_form_relu_toy():
+    toy = FunctionModel(ReluDifference())
+    x = torch.tensor([[3.0, 1.0]])
+    scores, delta = DeepLift(toy, use_embeddings=False).attribute(
+        x=x, baseline={"x": torch.zeros_like(x)}, return_convergence_delta=True
+    )
+    # Gradient x input would give (3, -1); the Rescale rule gives (1.5, -0.5), summing to f(x) - f(0) = 1.
+    torch.testing.assert_close(scores["x"], torch.tensor([[1.5, -0.5]]))
+    assert delta.abs().item() < 1e-6
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.GELU(), nn.ELU(), nn.Softplus(), nn.LeakyReLU(0.1), nn.SiLU()],
+    ids=lambda a: type(a).__name__,
+)
+def test_exact_on_linear_plus_elementwise_networks(activation):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 16), activation, nn.Linear(16, 8), activation, nn.Linear(8, 1))
+    x, b = torch.randn(6, 5) * 2, torch.randn(6, 5)
+    scores, delta = DeepLift(FunctionModel(net), use_embeddings=False).attribute(
+        x=x, baseline={"x": b}, return_convergence_delta=True
+    )
+    with torch.no_grad():
+        gap = (net(x) - net(b)).squeeze(1)
+    assert delta.abs().max() < 1e-5
+    torch.testing.assert_close(total(scores), gap, atol=1e-5, rtol=1e-5)
+    assert type(net[1]) is type(activation)  # swap undone
+
+
+def test_agrees_with_integrated_gradients_on_linear_model():
+    weights = torch.tensor([[2.0, -1.0, 0.5, 3.0]]).T
+    toy = FunctionModel(nn.Linear(4, 1))
+    with torch.no_grad():
+        toy.function.weight.copy_(weights.T)
+    x = torch.randn(5, 4)
+    deeplift = DeepLift(toy, use_embeddings=False).attribute(x=x)["x"]
+    ig = IntegratedGradients(toy, use_embeddings=False, steps=3).attribute(x=x)["x"]
+    torch.testing.assert_close(deeplift, ig, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(deeplift, (x - 1e-2) * weights.T)
+
+
+def test_exact_on_pyhealth_relu_mlp(flat_mlp, flat_batch):
+    # PyHealth 2.1's DeepLift is no reference here: for a ReLU unit that is off at x
+    # but on at the baseline its multiplier is 0 instead of the secant, and its
+    # forced rescaling hides the resulting gap. The exact sum is the reference.
+    scores, delta = DeepLift(flat_mlp).attribute(**flat_batch, return_convergence_delta=True)
+    assert delta.abs().max() < 1e-5
+    assert (sum(s.abs().sum(dim=1) for s in scores.values()) > 0).all()
+
+
+def test_transformer_delta_reported_not_hidden(transformer, flat_batch):
+    deeplift = DeepLift(transformer)
+    raw, delta = deeplift.attribute(**flat_batch, return_convergence_delta=True)
+    # Softmax, layer norm and attention products use the gradient fallback: not exact.
+    assert delta.abs().max() > 1e-2
+    forced, same_delta = deeplift.attribute(**flat_batch, return_convergence_delta=True, enforce_completeness=True)
+    torch.testing.assert_close(same_delta, delta)  # the error measured before rescaling
+    gap = total(raw) - delta
+    torch.testing.assert_close(total(forced), gap, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(forced["conditions"], raw["conditions"])
+
+
+def test_swaps_gelu_in_pyhealth_transformer(transformer):
+    with rescale_activations(transformer) as names:
+        assert "GELU" in names
+        assert any(isinstance(m, RescaleActivation) for m in transformer.modules())
+    assert not any(isinstance(m, RescaleActivation) for m in transformer.modules())
+
+
+def test_swaps_undone_after_error(transformer, flat_batch):
+    bad = dict(flat_batch)
+    bad["conditions"] = flat_batch["conditions"][:3]  # batch sizes disagree: the model fails mid-forward
+    transformer.train()
+    try:
+        with pytest.raises(Exception):
+            DeepLift(transformer).attribute(**bad)
+        assert not any(isinstance(m, RescaleActivation) for m in transformer.modules())
+        assert_restored(transformer, training_before=True)
+    finally:
+        transformer.eval()
+
+
+def test_batch_equals_per_sample(transformer, flat_batch):
+    deeplift = DeepLift(transformer)
+    batched = deeplift.attribute(**flat_batch)
+    for i in range(4):
+        one = deeplift.attribute(**single_sample(flat_batch, i, transformer.feature_keys))
+        for key, score in one.items():
+            torch.testing.assert_close(score[0], batched[key][i, : score.shape[1]], atol=1e-5, rtol=1e-4)
+
+
+def test_nested_inputs(stage_attention_net, nested_batch):
+    scores, delta = DeepLift(stage_attention_net).attribute(**nested_batch, return_convergence_delta=True)
+    assert scores["visits"].shape == nested_batch["visits"].shape
+    assert torch.isfinite(delta).all()
+
+
+def test_target_class_is_honoured(multiclass_transformer, multiclass_batch):
+    deeplift = DeepLift(multiclass_transformer)
+    per_class = [deeplift.attribute(**multiclass_batch, target_class_idx=c)["conditions"] for c in range(3)]
+    assert not torch.allclose(per_class[0], per_class[1])
+    with torch.no_grad():
+        predicted = multiclass_transformer(**multiclass_batch)["logit"].argmax(-1)
+    default = deeplift.attribute(**multiclass_batch)["conditions"]
+    torch.testing.assert_close(default, deeplift.attribute(**multiclass_batch, target_class_idx=predicted)["conditions"])
+
+
+def test_parameter_grads_untouched_under_no_grad(transformer, flat_batch):
+    for p in transformer.parameters():
+        p.grad = torch.ones_like(p)
+    try:
+        with torch.no_grad():
+            DeepLift(transformer).attribute(**flat_batch)
+        assert all(torch.equal(p.grad, torch.ones_like(p)) for p in transformer.parameters())
+    finally:
+        for p in transformer.parameters():
+            p.grad = None

@@ -1,0 +1,186 @@
+"""Integrated Gradients: completeness, batching, PyHealth parity, closed forms, bad input."""
+
+import pytest
+import torch
+from conftest import assert_restored, single_sample
+
+from ehrexplain.methods import IntegratedGradients
+from ehrexplain.methods.integrated_gradients import alpha_grid
+from ehrexplain.testing import FunctionModel, ReluDifference
+
+
+def total(scores):
+    return sum(s.reshape(s.shape[0], -1).sum(dim=1) for s in scores.values())
+
+
+def gap_to_baseline(scores, delta):
+    """f(x) - f(b) recovered from what IG returns."""
+    return total(scores) - delta
+
+
+@pytest.fixture(params=["transformer", "flat_mlp"])
+def flat_model(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_alpha_grids_integrate_polynomials():
+    alphas, weights = alpha_grid(4, "pyhealth")
+    assert alphas.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert torch.allclose(weights, torch.full((5,), 0.2, dtype=torch.float64))
+    alphas, weights = alpha_grid(3, "gauss_legendre")
+    for degree in range(6):  # exact up to degree 2n - 1
+        assert (weights * alphas**degree).sum().item() == pytest.approx(1 / (degree + 1), abs=1e-12)
+
+
+def test_completeness_error_shrinks_with_steps(flat_model, flat_batch):
+    ig = IntegratedGradients(flat_model)
+    errors = []
+    for steps in (5, 20, 50, 300):
+        scores, delta = ig.attribute(**flat_batch, steps=steps, return_convergence_delta=True)
+        errors.append(delta.abs().mean().item())
+    assert errors == sorted(errors, reverse=True) and errors[-1] < errors[0] / 10
+    gap = gap_to_baseline(scores, delta)
+    assert (delta.abs() <= 0.01 * gap.abs()).all(), (delta, gap)
+
+
+def test_delta_equals_independent_gap(transformer, flat_batch):
+    """f(x) - f(UNK baseline), computed here with PyHealth's own forward, matches Σ IG - delta."""
+    scores, delta = IntegratedGradients(transformer).attribute(**flat_batch, steps=10, return_convergence_delta=True)
+    embed = transformer.get_embedding_model()
+    with torch.no_grad():
+        f_x = transformer(**flat_batch)["logit"][:, 0]
+        unk = {k: (embed({k: torch.ones_like(flat_batch[k])})[k], (flat_batch[k] != 0).int()) for k in transformer.feature_keys}
+        f_b = transformer.forward_from_embedding(**unk)["logit"][:, 0]
+    torch.testing.assert_close(gap_to_baseline(scores, delta), f_x - f_b, atol=1e-4, rtol=1e-4)
+
+
+def test_gauss_legendre_needs_far_fewer_steps(transformer, flat_batch):
+    ig = IntegratedGradients(transformer)
+    _, riemann = ig.attribute(**flat_batch, steps=300, return_convergence_delta=True)
+    _, gauss = ig.attribute(**flat_batch, steps=20, alpha_rule="gauss_legendre", return_convergence_delta=True)
+    assert gauss.abs().max() < riemann.abs().max() / 10
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 8, 23])
+def test_chunked_path_equals_one_pass(transformer, flat_batch, chunk):
+    ig = IntegratedGradients(transformer, steps=6)
+    whole = ig.attribute(**flat_batch)
+    chunked = ig.attribute(**flat_batch, internal_batch_size=chunk)
+    for key in whole:
+        torch.testing.assert_close(chunked[key], whole[key], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("model_name, batch_name", [("transformer", "flat_batch"), ("flat_mlp", "flat_batch"),
+                                                    ("lab_mlp", "lab_batch"), ("stage_attention_net", "nested_batch")])  # fmt: skip
+def test_equals_pyhealth_per_step_loop(request, model_name, batch_name):
+    from pyhealth.interpret.methods import IntegratedGradients as PyHealthIG
+
+    model, batch = request.getfixturevalue(model_name), request.getfixturevalue(batch_name)
+    ours = IntegratedGradients(model).attribute(**batch, steps=15)
+    theirs = PyHealthIG(model).attribute(**batch, steps=15)
+    for key in ours:
+        assert ours[key].shape == batch[key].shape
+        torch.testing.assert_close(ours[key], theirs[key].float(), atol=1e-5, rtol=1e-4)
+
+
+def test_continuous_features_attributed_in_raw_space(lab_mlp, lab_batch):
+    ig = IntegratedGradients(lab_mlp, alpha_rule="gauss_legendre")
+    _, coarse = ig.attribute(**lab_batch, steps=4, return_convergence_delta=True)
+    scores, fine = ig.attribute(**lab_batch, steps=64, return_convergence_delta=True)
+    assert scores["labs"].shape == lab_batch["labs"].shape
+    assert (scores["labs"].abs().sum(dim=1) > 0).all()  # every raw lab value gets its own score
+    # ReLU kinks limit any quadrature; the error still falls and stays small in logits.
+    assert fine.abs().mean() < coarse.abs().mean() / 2 and fine.abs().max() < 1e-2
+
+
+def test_batch_equals_per_sample(transformer, flat_batch):
+    ig = IntegratedGradients(transformer, steps=8)
+    batched = ig.attribute(**flat_batch)
+    for i in range(4):
+        one = ig.attribute(**single_sample(flat_batch, i, transformer.feature_keys))
+        for key, score in one.items():
+            width = score.shape[1]
+            torch.testing.assert_close(score[0], batched[key][i, :width], atol=1e-5, rtol=1e-4)
+            assert batched[key][i, width:].abs().max() < 1e-6 if batched[key].shape[1] > width else True
+
+
+def test_target_class_is_honoured(multiclass_transformer, multiclass_batch):
+    ig = IntegratedGradients(multiclass_transformer, steps=32, alpha_rule="gauss_legendre")
+    gaps = {}
+    for target in range(3):
+        scores, delta = ig.attribute(**multiclass_batch, target_class_idx=target, return_convergence_delta=True)
+        gaps[target] = gap_to_baseline(scores, delta)
+    logits = torch.stack([gaps[c] for c in range(3)], dim=1)
+    # Gaps of different classes differ, and their differences match the logit differences.
+    assert (logits[:, 0] - logits[:, 1]).abs().max() > 1e-3
+    scores_default = ig.attribute(**multiclass_batch)
+    predicted = multiclass_transformer(**multiclass_batch)["logit"].argmax(-1)
+    scores_pred = ig.attribute(**multiclass_batch, target_class_idx=predicted)
+    torch.testing.assert_close(scores_default["conditions"], scores_pred["conditions"])
+
+
+def test_closed_form_relu_toy():
+    toy = FunctionModel(ReluDifference())
+    x = torch.tensor([[3.0, 1.0]])
+    scores, delta = IntegratedGradients(toy, use_embeddings=False, steps=10, alpha_rule="gauss_legendre").attribute(
+        x=x, baseline={"x": torch.zeros_like(x)}, return_convergence_delta=True
+    )
+    torch.testing.assert_close(scores["x"], torch.tensor([[1.5, -0.5]]))
+    assert delta.abs().item() < 1e-6
+
+
+def test_linear_model_is_exact_for_any_steps():
+    weights = torch.tensor([2.0, -1.0, 0.5])
+    toy = FunctionModel(lambda x: x @ weights)
+    x = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]])
+    scores, delta = IntegratedGradients(toy, use_embeddings=False, steps=1).attribute(x=x, return_convergence_delta=True)
+    torch.testing.assert_close(scores["x"], (x - 1e-2) * weights)
+    assert delta.abs().max() < 1e-5
+
+
+def test_no_grad_context_and_parameter_grads_untouched(transformer, flat_batch):
+    ig = IntegratedGradients(transformer, steps=5)
+    expected = ig.attribute(**flat_batch)
+    sentinel = {name: torch.full_like(p, 7.0) for name, p in transformer.named_parameters()}
+    for name, p in transformer.named_parameters():
+        p.grad = sentinel[name].clone()
+    try:
+        with torch.no_grad():
+            got = ig.attribute(**flat_batch)
+        with torch.inference_mode():
+            got_inference = ig.attribute(**flat_batch)
+        for name, p in transformer.named_parameters():
+            assert torch.equal(p.grad, sentinel[name]), name
+    finally:
+        for p in transformer.parameters():
+            p.grad = None
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key])
+        torch.testing.assert_close(got_inference[key], expected[key])
+
+
+def test_train_mode_restored(transformer, flat_batch):
+    transformer.train()
+    try:
+        IntegratedGradients(transformer, steps=3).attribute(**flat_batch)
+        assert_restored(transformer, training_before=True)
+    finally:
+        transformer.eval()
+
+
+@pytest.mark.parametrize("steps", [0, -3, 2.5])
+def test_bad_steps(transformer, steps):
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        IntegratedGradients(transformer, steps=steps)
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_bad_internal_batch_size(transformer, flat_batch, size):
+    with pytest.raises(ValueError, match="internal_batch_size must be a positive integer"):
+        IntegratedGradients(transformer).attribute(**flat_batch, internal_batch_size=size)
+    assert_restored(transformer, training_before=False)
+
+
+def test_unknown_alpha_rule(transformer):
+    with pytest.raises(ValueError, match="unknown alpha_rule 'simpson'"):
+        IntegratedGradients(transformer, alpha_rule="simpson")

@@ -25,6 +25,8 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
     every parameter's ``.grad``, also after an exception."""
     modes = [(module, module.training) for module in model.modules()]
     grads = [(param, param.grad) for param in model.parameters()]
+    for param, _ in grads:
+        param.grad = None  # a backward inside would otherwise add to the caller's grads in place
     model.eval()
     try:
         yield model

@@ -65,6 +65,14 @@ def test_discard_ratio_drops_the_weakest_weights_of_each_row():
     assert torch.equal(discard_lowest(attn, 0.0), attn)
 
 
+def test_discard_ratio_counts_only_unmasked_weights():
+    """A padded key (weight 0) is not one of the weights to discard: the result equals the unpadded row's."""
+    row = torch.tensor([[[0.1, 0.5, 0.15, 0.25]]])
+    padded = torch.cat([row, torch.zeros(1, 1, 3)], dim=-1)
+    torch.testing.assert_close(discard_lowest(padded, 0.5)[..., :4], discard_lowest(row, 0.5))
+    assert torch.equal(discard_lowest(padded, 0.5)[..., 4:], torch.zeros(1, 1, 3))
+
+
 def test_interpreter_on_a_hand_made_stack_reads_row_zero():
     stack = random_attention(batch=1, layers=2, seed=5)
     model = StaticAttentionModel(stack)
@@ -129,9 +137,11 @@ def test_builds_no_autograd_graph_in_any_context(transformer, flat_batch, contex
     assert all(s.grad_fn is None and not s.requires_grad for s in scores.values())
 
 
-def test_batch_equals_per_sample(transformer, flat_batch, stage_attention_net, nested_batch):
+@pytest.mark.parametrize("head_fusion, discard_ratio", [("mean", 0.0), ("mean", 0.5), ("max", 0.3)])
+def test_batch_equals_per_sample(transformer, flat_batch, stage_attention_net, nested_batch, head_fusion, discard_ratio):
+    """Padding added by the batch must change nothing, also when weights are discarded."""
     for model, batch in [(transformer, flat_batch), (stage_attention_net, nested_batch)]:
-        rollout = AttentionRollout(model)
+        rollout = AttentionRollout(model, head_fusion=head_fusion, discard_ratio=discard_ratio)
         batched = rollout(**batch)
         for i in range(len(batch["label"])):
             alone = rollout(**single_sample(batch, i, model.feature_keys))

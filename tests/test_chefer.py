@@ -113,9 +113,15 @@ def test_rejects_forward_only_model():
 
 
 def test_target_out_of_range(multiclass_transformer, multiclass_batch):
-    with pytest.raises(ValueError, match="out of range.*3 classes"):
+    with pytest.raises(ValueError, match="out of range for this 3-class model"):
         CheferRelevance(multiclass_transformer).attribute(target_class_idx=3, **multiclass_batch)
     assert_restored(multiclass_transformer, training_before=False)
+
+
+def test_binary_target_must_be_0_or_1(transformer, flat_batch):
+    with pytest.raises(ValueError, match=r"out of range for this binary \(one logit, classes 0 and 1\) model"):
+        CheferRelevance(transformer).attribute(target_class_idx=2, **flat_batch)
+    assert_restored(transformer, training_before=False)
 
 
 def test_missing_feature_key_is_named(transformer, flat_batch):

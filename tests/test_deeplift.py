@@ -1,5 +1,7 @@
 """DeepLift (Rescale): exactness where it should be exact, honesty where it is not."""
 
+import warnings
+
 import pytest
 import torch
 from conftest import assert_restored, single_sample
@@ -70,11 +72,23 @@ def test_transformer_delta_reported_not_hidden(transformer, flat_batch):
     raw, delta = deeplift.attribute(**flat_batch, return_convergence_delta=True)
     # Softmax, layer norm and attention products use the gradient fallback: not exact.
     assert delta.abs().max() > 1e-2
-    forced, same_delta = deeplift.attribute(**flat_batch, return_convergence_delta=True, enforce_completeness=True)
+    flips = int(((total(raw) - delta) / total(raw) < 0).sum())
+    assert flips > 0, "this batch should contain a sample whose forced rescaling flips signs"
+    with pytest.warns(RuntimeWarning, match=f"{flips} sample\\(s\\) had every attribution's sign flipped"):
+        forced, same_delta = deeplift.attribute(**flat_batch, return_convergence_delta=True, enforce_completeness=True)
     torch.testing.assert_close(same_delta, delta)  # the error measured before rescaling
     gap = total(raw) - delta
     torch.testing.assert_close(total(forced), gap, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(forced["conditions"], raw["conditions"])
+
+
+def test_forced_completeness_is_silent_when_it_only_nudges():
+    """On an exact (ReLU) network the factor is ~1: no warning."""
+    model = FunctionModel(ReluDifference())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DeepLift(model, use_embeddings=False).attribute(
+            x=torch.tensor([[3.0, 1.0]]), baseline={"x": torch.zeros(1, 2)}, enforce_completeness=True)
 
 
 def test_swaps_gelu_in_pyhealth_transformer(transformer):

@@ -41,8 +41,18 @@ def test_missing_feature_key(method, transformer, flat_batch):
 
 
 def test_target_out_of_range(method, multiclass_transformer, multiclass_batch):
-    check_fails(method, multiclass_transformer, multiclass_batch, ValueError, "out of range: the model has 3 classes",
+    check_fails(method, multiclass_transformer, multiclass_batch, ValueError, "out of range for this 3-class model",
                 target_class_idx=5)  # fmt: skip
+
+
+def test_binary_model_accepts_its_two_classes_only(method, transformer, flat_batch):
+    """A binary model has one logit: classes 0 and 1 both explain it (as in PyHealth); 2 is an error."""
+    interpreter = method(transformer)
+    explained = [interpreter.attribute(**flat_batch, target_class_idx=c)["conditions"] for c in (None, 0, 1)]
+    torch.testing.assert_close(explained[0], explained[1])
+    torch.testing.assert_close(explained[0], explained[2])
+    check_fails(method, transformer, flat_batch, ValueError, r"out of range for this binary \(one logit",
+                target_class_idx=2)  # fmt: skip
 
 
 def test_nan_inputs(method, lab_mlp, lab_batch):

@@ -19,6 +19,7 @@ def test_modes_and_grads_restored_after_an_error():
             raise ValueError("fail inside")
     assert net.training and net[0].training and not net[1].training
     assert net[0].weight.grad is grad and net[0].bias.grad is None
+    assert torch.equal(grad, torch.ones(2, 2)), "the backward inside must not add to the caller's grad in place"
 
 
 def test_gradients_enabled_inside_no_grad_and_inference_mode():

@@ -35,22 +35,24 @@ class Interpreter(BaseInterpreter):
     def _resolve_target_indices(self, logits: torch.Tensor, target_class_idx: TargetIndex) -> torch.Tensor:
         """``[batch]`` class indices to explain, checked against the number of classes.
 
-        Binary models (one logit) always explain index 0. ``target_class_idx`` may
-        be an int or a ``[batch]`` tensor; ``None`` means the predicted class.
+        ``target_class_idx`` may be an int or a ``[batch]`` tensor; ``None`` means
+        the predicted class. Binary models have one logit (the evidence for class
+        1) and, as in PyHealth, explain it whichever of their two classes (0 or 1)
+        is asked for; any other index is an error.
         """
         batch, n_classes = logits.shape[0], logits.shape[-1]
-        if n_classes == 1:
-            return torch.zeros(batch, dtype=torch.long, device=logits.device)
         if target_class_idx is None:
-            return logits.argmax(dim=-1)
+            return logits.argmax(dim=-1)  # a single logit gives 0 for every row
         target = torch.as_tensor(target_class_idx, device=logits.device).long().reshape(-1)
         if target.numel() == 1:
             target = target.expand(batch)
         if target.numel() != batch:
             raise ValueError(f"target_class_idx has {target.numel()} entries but the batch has {batch} samples")
-        if (target < 0).any() or (target >= n_classes).any():
+        valid = 2 if n_classes == 1 else n_classes
+        if (target < 0).any() or (target >= valid).any():
+            kind = "binary (one logit, classes 0 and 1)" if n_classes == 1 else f"{n_classes}-class"
             raise ValueError(
-                f"target_class_idx {target_class_idx} is out of range: the model has {n_classes} classes "
-                f"(valid indices 0..{n_classes - 1})"
+                f"target_class_idx {target_class_idx} is out of range for this {kind} model "
+                f"(valid indices 0..{valid - 1})"
             )
-        return target
+        return torch.zeros_like(target) if n_classes == 1 else target

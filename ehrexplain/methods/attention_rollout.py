@@ -54,19 +54,22 @@ def fuse_heads(attn: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:
 
 
 def discard_lowest(attn: torch.Tensor, discard_ratio: float) -> torch.Tensor:
-    """Zero the ``floor(discard_ratio * seq)`` smallest weights of every row.
+    """Zero the ``floor(discard_ratio * n)`` smallest of the ``n`` non-zero weights of every row.
 
+    Weights that are already zero (masked keys such as padding) are not counted,
+    so a patient's result does not depend on how much padding its batch added.
     The largest weight of a row always survives because ``discard_ratio < 1``.
 
     Example:
-        >>> discard_lowest(torch.tensor([[[0.1, 0.6, 0.3]]]), 0.34)
-        tensor([[[0.0000, 0.6000, 0.3000]]])
+        >>> discard_lowest(torch.tensor([[[0.1, 0.6, 0.3, 0.0]]]), 0.34)
+        tensor([[[0.0000, 0.6000, 0.3000, 0.0000]]])
     """
-    n_drop = int(discard_ratio * attn.shape[-1])
-    if n_drop == 0:
+    n_zero = (attn <= 0).sum(dim=-1, keepdim=True)
+    n_drop = (discard_ratio * (attn.shape[-1] - n_zero)).floor().long()
+    if not n_drop.any():
         return attn
-    lowest = attn.topk(n_drop, dim=-1, largest=False).indices
-    return attn.scatter(-1, lowest, 0.0)
+    rank = attn.argsort(dim=-1, stable=True).argsort(dim=-1)  # 0 = smallest; zeros rank first
+    return attn.masked_fill((rank >= n_zero) & (rank < n_zero + n_drop), 0.0)
 
 
 def rollout_matrix(

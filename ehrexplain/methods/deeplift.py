@@ -25,6 +25,7 @@ delta is zero up to rounding (exact for ReLU networks).
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -151,7 +152,9 @@ class DeepLift(Interpreter):
             enforce_completeness: rescale each sample's attributions so they sum
                 to ``f(x) - f(b)`` (PyHealth's behaviour). This *hides* the
                 approximation error of the gradient fallback; off by default.
-                The delta returned is the one measured before rescaling.
+                The delta returned is the one measured before rescaling. Warns
+                (``RuntimeWarning``) when the rescaling flips a sample's signs or
+                scales it by more than 10x.
 
         Returns:
             ``{key: scores}``, or ``(scores, delta)`` with ``return_convergence_delta``.
@@ -184,7 +187,22 @@ class DeepLift(Interpreter):
 
 
 def _rescale_to_gap(scores: dict[str, torch.Tensor], gap: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Scale each sample's attributions to sum to ``gap`` (samples summing to ~0 are left as they are)."""
+    """Scale each sample's attributions to sum to ``gap``; warn where that flips signs or blows up.
+
+    One factor ``k = gap / Σ attributions`` per sample: ``k < 0`` turns every
+    contribution of that sample around, and a sum near zero makes ``k`` huge.
+    Samples whose attributions sum to ~0 are left as they are.
+    """
     total = sum(score.reshape(score.shape[0], -1).sum(dim=1) for score in scores.values())
-    factor = torch.where(total.abs() > 1e-12, gap / torch.where(total.abs() > 1e-12, total, torch.ones_like(total)), torch.ones_like(total))
+    usable = total.abs() > 1e-12
+    factor = torch.where(usable, gap / torch.where(usable, total, torch.ones_like(total)), torch.ones_like(total))
+    flipped, inflated = int((factor < 0).sum()), int((factor.abs() > 10).sum())
+    if flipped or inflated or not usable.all():
+        warnings.warn(
+            f"enforce_completeness: {flipped} sample(s) had every attribution's sign flipped, {inflated} were "
+            f"scaled by more than 10x and {int((~usable).sum())} summed to ~0 and were left unscaled; "
+            "the raw attributions (enforce_completeness=False) and their convergence delta are more honest",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return {key: score * factor.view((-1,) + (1,) * (score.dim() - 1)) for key, score in scores.items()}

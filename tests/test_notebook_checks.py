@@ -1,0 +1,72 @@
+"""The notebooks' property checks can fail: a wrong implementation turns them red.
+
+Each test breaks one method the way a plausible bug would, runs the notebook's
+code cells in order (in this process, so the break is visible to them), and
+expects a notebook ``assert`` to stop it. nbval runs the same cells in CI, so a
+red cell here is a red CI there.
+"""
+
+import json
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+import ehrexplain.methods.attention_rollout as rollout_module
+import ehrexplain.methods.deeplift as deeplift_module
+import ehrexplain.methods.integrated_gradients as ig_module
+
+matplotlib.use("Agg")
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def run_until_a_check_fails(name: str) -> int:
+    """Execute the notebook's code cells in order; return the index of the cell whose assert failed."""
+    cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
+    namespace: dict = {}
+    threads = torch.get_num_threads()
+    try:
+        for index, cell in enumerate(cells):
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))
+            try:
+                exec(compile(source, f"{name} cell {index}", "exec"), namespace)
+            except AssertionError:
+                return index
+    finally:
+        torch.set_num_threads(threads)
+        matplotlib.pyplot.close("all")
+    pytest.fail(f"{name} ran to the end although its method was broken")
+
+
+def rollout_without_residual(attentions, head_fusion="mean", discard_ratio=0.0):
+    """Bug: forgets the 0.5 of ``0.5 (A + I)``, so rows sum to 2 per layer."""
+    rollout = None
+    for attn in attentions:
+        step = rollout_module.fuse_heads(attn, head_fusion) + torch.eye(attn.shape[-1])
+        rollout = step if rollout is None else step @ rollout
+    return rollout
+
+
+def test_rollout_notebook_catches_a_missing_residual_half(monkeypatch):
+    monkeypatch.setattr(rollout_module, "rollout_matrix", rollout_without_residual)
+    run_until_a_check_fails("02_attention_rollout.ipynb")
+
+
+def test_integrated_gradients_notebook_catches_gradient_times_input(monkeypatch):
+    """Bug: every path point evaluated at alpha = 1, i.e. gradient x (input - baseline)."""
+    path_gradients = ig_module._path_gradients
+
+    def at_the_input_only(space, alphas, weights, targets, chunk_rows):
+        return path_gradients(space, torch.ones_like(alphas), weights, targets, chunk_rows)
+
+    monkeypatch.setattr(ig_module, "_path_gradients", at_the_input_only)
+    run_until_a_check_fails("04_integrated_gradients.ipynb")
+
+
+def test_deeplift_notebook_catches_a_missing_rescale_rule(monkeypatch):
+    """Bug: no activation is swapped, so DeepLift degrades to gradient x (input - baseline)."""
+    monkeypatch.setattr(deeplift_module, "RESCALE_ACTIVATIONS", ())
+    run_until_a_check_fails("05_deeplift.ipynb")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -36,106 +35,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ._inputs import _schema, as_tuple, unpack_batch
-from .model_state import evaluation_mode
+from ._inputs import unpack_batch
+from .perturbation import Perturber, check_attributions, predict
 
 PERCENTAGES = (1, 5, 10, 20, 50)
-
-
-def _predict(model, data: dict, target: Optional[torch.Tensor] = None):
-    """``([B] probability of target, target)``; ``target`` defaults to the predicted class."""
-    with evaluation_mode(model), torch.no_grad():
-        out = model(**data)
-    logit = out["logit"].reshape(len(out["logit"]), -1)
-    prob = out.get("y_prob")
-    if prob is None:  # a non-PyHealth model: apply PyHealth's binary/multiclass rule
-        prob = logit.sigmoid() if logit.shape[1] == 1 else logit.softmax(-1)
-    prob = prob.reshape(logit.shape)
-    if target is None:
-        target = prob.argmax(1) if prob.shape[1] > 1 else torch.zeros(len(prob), dtype=torch.long, device=prob.device)
-    return prob.gather(1, target.view(-1, 1)).squeeze(1).double().cpu(), target
-
-
-def _check_attributions(fb, attributions: dict, name: str = "attributions") -> None:
-    for key, value in fb.values.items():
-        if key not in attributions:
-            raise ValueError(f"{name} has no entry for feature key '{key}'; got keys {sorted(attributions)}")
-        if tuple(attributions[key].shape) != tuple(value.shape):
-            raise ValueError(
-                f"{name}['{key}'] has shape {tuple(attributions[key].shape)} but the batch value has shape "
-                f"{tuple(value.shape)}; return one score per input position"
-            )
-
-
-def _per_row(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A ``[B]`` tensor shaped to broadcast against ``like`` ``[B, ...]``."""
-    return x.view(-1, *([1] * (like.dim() - 1)))
-
-
-class _Perturber:
-    """One batch with its fixed target and attribution ranking; scores perturbed copies."""
-
-    def __init__(self, model, batch: dict, attributions: dict):
-        self.model, self.batch, self.fb = model, batch, unpack_batch(model, batch)
-        _check_attributions(self.fb, attributions)
-        self.real, self.ranks, self.n_real = {}, {}, {}
-        for key, value in self.fb.values.items():
-            real = self.fb.masks[key].bool()
-            while real.dim() < value.dim():
-                real = real.unsqueeze(-1)
-            real = real.expand_as(value) & ((value != 0) if key in self.fb.token_keys else True)
-            score = attributions[key].detach().to(value.device).float().reshape(len(value), -1)
-            order = score.masked_fill(~real.reshape(score.shape), -math.inf).argsort(dim=1, descending=True, stable=True)
-            rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-            self.real[key], self.ranks[key] = real, rank.reshape(value.shape)
-            self.n_real[key] = real.reshape(len(value), -1).sum(1)
-        self.target = None
-        self.full = self.probability({key: torch.zeros_like(real) for key, real in self.real.items()})
-
-    def top(self, fraction: float, at_least_one: bool) -> dict:
-        """Per key, the mask of the top ``ceil(fraction * n_real)`` real tokens."""
-        out = {}
-        for key, rank in self.ranks.items():
-            n_real = self.n_real[key]
-            # Round before ceil so that 0.1 * 30 does not become 4 through float error.
-            count = torch.ceil(torch.round(n_real.double() * fraction, decimals=9)).long()
-            count = torch.minimum(count.clamp(min=1), n_real) if at_least_one else count
-            out[key] = (rank < _per_row(count, rank)) & self.real[key]
-        return out
-
-    def rest(self, chosen: dict) -> dict:
-        """Real tokens outside ``chosen``."""
-        return {key: self.real[key] & ~mask for key, mask in chosen.items()}
-
-    def _forward(self, remove: dict) -> torch.Tensor:
-        data = dict(self.batch)
-        for key, value in self.fb.values.items():
-            parts, schema = list(as_tuple(self.fb.inputs[key])), _schema(self.model, key)
-            parts[schema.index("value")] = new = value.masked_fill(remove[key], 0)
-            if "mask" in schema:  # a removed token must leave the model's own mask too
-                i, keep = schema.index("mask"), new != 0
-                while keep.dim() > parts[i].dim():
-                    keep = keep.any(-1)
-                parts[i] = parts[i] * keep.to(parts[i].dtype)
-            bare = isinstance(self.batch[key], torch.Tensor) and len(schema) == 1
-            data[key] = parts[0] if bare else tuple(parts[: len(schema)])
-        prob, self.target = _predict(self.model, data, self.target)
-        return prob
-
-    def probability(self, remove: dict) -> torch.Tensor:
-        """``[B]`` target probability with the ``remove`` tokens replaced by 0."""
-        prob = self._forward(remove)
-        bad = ~torch.isfinite(prob)
-        if bad.any():
-            message = f"{type(self.model).__name__} returned NaN for {int(bad.sum())} sample(s) with an emptied"
-            warnings.warn(message + " feature; re-scored them keeping its least important token", RuntimeWarning, 3)
-            kept = {}
-            for key, rm in remove.items():
-                last = self.ranks[key] == _per_row(self.n_real[key] - 1, rm)
-                emptied = _per_row((rm == self.real[key]).reshape(len(rm), -1).all(1), rm)
-                kept[key] = rm & ~(last & emptied)
-            prob[bad] = self._forward(kept)[bad]
-        return prob
 
 
 def _check_percentages(percentages: Sequence[float]) -> list[float]:
@@ -152,7 +55,7 @@ def comprehensiveness(model, batch: dict, attributions: dict, percentages: Seque
     Example:
         >>> # comprehensiveness(model, batch, IntegratedGradients(model).attribute(**batch))
     """
-    ks, pert = _check_percentages(percentages), _Perturber(model, batch, attributions)
+    ks, pert = _check_percentages(percentages), Perturber(model, batch, attributions)
     return torch.stack([pert.full - pert.probability(pert.top(k / 100, True)) for k in ks]).mean(0)
 
 
@@ -164,14 +67,14 @@ def sufficiency(model, batch: dict, attributions: dict, percentages: Sequence[fl
     Example:
         >>> # sufficiency(model, batch, CheferRelevance(model).attribute(**batch))
     """
-    ks, pert = _check_percentages(percentages), _Perturber(model, batch, attributions)
+    ks, pert = _check_percentages(percentages), Perturber(model, batch, attributions)
     return torch.stack([pert.full - pert.probability(pert.rest(pert.top(k / 100, True))) for k in ks]).mean(0)
 
 
 def _curve(model, batch, attributions, n_points: int, insertion: bool):
     if n_points < 2:
         raise ValueError(f"n_points must be at least 2, got {n_points}")
-    pert = _Perturber(model, batch, attributions)
+    pert = Perturber(model, batch, attributions)
     fractions = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)
     tops = [pert.top(f, False) for f in fractions.tolist()]
     return fractions, torch.stack([pert.probability(pert.rest(top) if insertion else top) for top in tops])
@@ -335,7 +238,7 @@ def randomization_check(model, method, batch: dict, seed: int = 0, threshold: fl
     Example:
         >>> # randomization_check(model, "chefer", batch).passed
     """
-    interpreter, target = _build(method, model, options), _predict(model, batch)[1]
+    interpreter, target = _build(method, model, options), predict(model, batch)[1]
     random_model, memo = _randomized_copy(model, seed)
     # The memo maps the model to its copy, so a copied interpreter explains the random model.
     random_interpreter = _build(method, random_model, options) if isinstance(method, str) else copy.deepcopy(interpreter, memo)
@@ -343,7 +246,7 @@ def randomization_check(model, method, batch: dict, seed: int = 0, threshold: fl
     scores = []
     for name, explainer in (("attributions", interpreter), ("randomized attributions", random_interpreter)):
         scores.append(explainer.attribute(target_class_idx=target, **batch))
-        _check_attributions(fb, scores[-1], name)
+        check_attributions(fb, scores[-1], name)
     rho = rank_correlation(*({k: s[k] for k in fb.values} for s in scores), fb.masks)
     mean = rho.nanmean().item()
     return RandomizationResult(mean, rho, bool(mean < threshold), threshold)
@@ -352,17 +255,17 @@ def randomization_check(model, method, batch: dict, seed: int = 0, threshold: fl
 def _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_points) -> dict:
     """Per-sample metric tensors of one method on one batch, plus ``seconds`` in ``attribute``."""
     start = time.perf_counter()
-    scores = interpreter.attribute(target_class_idx=_predict(model, batch)[1], **batch)
+    scores = interpreter.attribute(target_class_idx=predict(model, batch)[1], **batch)
     out = {"seconds": torch.tensor([time.perf_counter() - start], dtype=torch.float64)}
     fb = unpack_batch(model, batch)
-    _check_attributions(fb, scores)
+    check_attributions(fb, scores)
     out["comprehensiveness"] = comprehensiveness(model, batch, scores, percentages)
     out["sufficiency"] = sufficiency(model, batch, scores, percentages)
     out["deletion_auc"] = area_under_curve(*deletion_curve(model, batch, scores, n_points))
     out["insertion_auc"] = area_under_curve(*insertion_curve(model, batch, scores, n_points))
     if ground_truth is not None:
         truth = ground_truth(batch)
-        _check_attributions(fb, truth, "ground_truth")
+        check_attributions(fb, truth, "ground_truth")
         recovery = signal_recovery({k: scores[k] for k in fb.values}, {k: truth[k] for k in fb.values}, fb.masks)
         out["recovery_auroc"], out["precision_at_k"] = recovery["auroc_per_sample"], recovery["precision_per_sample"]
     return out
@@ -377,7 +280,9 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
     Columns are means over samples: ``comprehensiveness``, ``sufficiency``,
     ``deletion_auc``, ``insertion_auc``, then ``recovery_auroc`` and
     ``precision_at_k`` when ``ground_truth(batch) -> {key: 0/1 tensor}`` is
-    given, ``randomization_spearman`` (on the first batch) and ``seconds``
+    given, ``randomization_spearman`` and ``randomization_passed`` (the sanity
+    check on the first batch; ``False`` flags a method that ignores the model's
+    weights) and ``seconds``
     (total time in ``attribute``). ``methods`` holds names from ``METHODS``
     (options from ``method_options[name]``) or built interpreters.
 
@@ -411,10 +316,10 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
         row = {column: torch.cat(values).nanmean().item() for column, values in columns[name].items()}
         row["seconds"] = torch.cat(columns[name]["seconds"]).sum().item()
         check = randomization_check(model, method if isinstance(method, str) else interpreter, first, seed, **options[method])
-        rows[name] = {**row, "randomization_spearman": check.mean_spearman}
+        rows[name] = {**row, "randomization_spearman": check.mean_spearman, "randomization_passed": check.passed}
     order = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc"]
     order += ["recovery_auroc", "precision_at_k"] if ground_truth is not None else []
-    return pd.DataFrame.from_dict(rows, orient="index")[order + ["randomization_spearman", "seconds"]]
+    return pd.DataFrame.from_dict(rows, orient="index")[order + ["randomization_spearman", "randomization_passed", "seconds"]]
 
 
 __all__ = ["PERCENTAGES", "RandomizationResult", "area_under_curve", "compare", "comprehensiveness", "deletion_curve",

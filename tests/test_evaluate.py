@@ -201,9 +201,11 @@ def test_compare_gives_one_finite_row_per_method(transformer, flat_dataset):
     assert isinstance(table, pd.DataFrame) and list(table.index) == methods
     assert list(table.columns) == [
         "comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc",
-        "recovery_auroc", "precision_at_k", "randomization_spearman", "seconds",
+        "recovery_auroc", "precision_at_k", "randomization_spearman", "randomization_passed", "seconds",
     ]
-    assert torch.isfinite(torch.tensor(table.values, dtype=torch.float64)).all(), table
+    numbers = table.drop(columns="randomization_passed")
+    assert torch.isfinite(torch.tensor(numbers.values, dtype=torch.float64)).all(), table
+    assert table["randomization_passed"].tolist() == (table["randomization_spearman"] < 0.5).tolist()
     assert (table["seconds"] > 0).all()
 
 
@@ -233,3 +235,4 @@ def test_compare_accepts_built_interpreters(transformer, flat_dataset):
     table = compare(transformer, loader, [PositionOnly(transformer)], max_batches=1, progress=False, n_points=3)
     assert list(table.index) == ["PositionOnly"] and "recovery_auroc" not in table.columns
     assert table.loc["PositionOnly", "randomization_spearman"] == pytest.approx(1.0)
+    assert not table.loc["PositionOnly", "randomization_passed"]  # ignores the weights: flagged

@@ -52,6 +52,14 @@ class PatientExplanation:
     delta: float | None = None
     signed: bool = False
 
+    @property
+    def relative_delta(self) -> float | None:
+        """``|delta| / |f(x) - f(b)|``: the share of the explained gap the scores miss (``None`` without a delta)."""
+        if self.delta is None:
+            return None
+        gap = float(np.sum(self.scores)) - self.delta  # delta = Σ scores - (f(x) - f(b))
+        return abs(self.delta) / max(abs(gap), 1e-12)
+
 
 def check_patient_index(cohort, index: int) -> None:
     """Raise ``IndexError`` with the valid range when ``index`` is not a patient of ``cohort``."""

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from dataclasses import dataclass, field
@@ -332,9 +333,15 @@ def make_cohort(
         schema["labs"] = "tensor"
     from pyhealth.datasets import create_sample_dataset
 
-    dataset = create_sample_dataset(
-        samples=samples, input_schema=schema, output_schema={"label": "binary"}, dataset_name=f"synthetic_{shape}"
-    )
+    label_logger = logging.getLogger("pyhealth.processors.label_processor")
+    level = label_logger.level
+    label_logger.setLevel(logging.WARNING)  # its "Label label vocab: {0: 0, 1: 1}" says nothing here
+    try:
+        dataset = create_sample_dataset(
+            samples=samples, input_schema=schema, output_schema={"label": "binary"}, dataset_name=f"synthetic_{shape}"
+        )
+    finally:
+        label_logger.setLevel(level)
     names = {**CODE_NAMES, **{c: c for c in rule.planted if c not in CODE_NAMES}}
     return Cohort(samples, dataset, rule, names, list(schema), threshold)
 

@@ -110,6 +110,9 @@ def test_method_comparison_shares_code_order():
     assert [p.get_width() for p in axes[1].patches] == pytest.approx([0.1, 0.3, 0.4, 0.2])
     assert _labels(axes[0])[0] == "★ C02 — heart failure"
     assert {p.get_facecolor() for p in axes[1].patches} == {to_rgba(UNSIGNED_COLOR)}
+    # Short per-panel labels, the colour legend once for the figure (long labels used to overlap).
+    assert [ax.get_xlabel() for ax in axes] == ["attribution", "importance"]
+    assert "red raises" in fig._supxlabel.get_text()
 
 
 def test_method_comparison_length_mismatch():

@@ -95,3 +95,14 @@ def test_attention_layers_explorer_builds_up_rollout(demo_transformer, demo_coho
     head = explorer.figure.axes[0].images[0].get_array()
     n = head.shape[0]
     np.testing.assert_allclose(head, explorer.maps[1][1][:n, :n].numpy(), atol=1e-6)
+
+
+def test_explorer_warns_when_scores_miss_the_gap(demo_transformer, demo_cohort):
+    explorer = ExplanationExplorer(demo_transformer, demo_cohort, index=3)
+    explorer.method.value = "integrated_gradients"
+    explorer.steps.value = 64
+    assert explorer.explanation.relative_delta < 0.1 and "The scores miss" not in explorer.message.value
+    explorer.baseline.value = "padding"
+    share = explorer.explanation.relative_delta
+    assert share > 0.1, "the all-padding baseline should leave a visible completeness gap on the Transformer"
+    assert f"The scores miss {share:.0%}" in explorer.message.value and "all-padding baseline" in explorer.message.value

@@ -176,9 +176,15 @@ def plot_method_comparison(codes, scores_by_method, *, names=None, ground_truth=
     labels = [_label(codes[i], names, truth[i]) for i in order]
     fig = Figure(figsize=(2.0 + 3.0 * len(methods), 0.8 + 0.35 * len(order)), layout="constrained")
     axes = fig.subplots(1, len(methods), sharey=True, squeeze=False)[0]
+    any_signed = False
     for k, (ax, (method, values)) in enumerate(zip(axes, methods.items())):
-        _draw_bars(ax, labels, values[order], truth[order], _is_signed(values, signed), show_labels=k == 0)
+        is_signed = _is_signed(values, signed)
+        any_signed |= is_signed
+        _draw_bars(ax, labels, values[order], truth[order], is_signed, show_labels=k == 0)
         ax.set_title(method)
+        ax.set_xlabel("attribution" if is_signed else "importance")  # the long legend once, below
+    if any_signed:
+        fig.supxlabel("signed panels: red raises, blue lowers the prediction", fontsize="medium")
     return fig
 
 

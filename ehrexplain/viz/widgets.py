@@ -114,6 +114,21 @@ class ExplanationExplorer(widgets.VBox):
         for control, show in visible.items():
             control.layout.display = None if show else "none"
 
+    def _delta_warning(self, explanation) -> str:
+        """A hint when the scores miss more than 10% of ``f(x) - f(b)``; empty otherwise."""
+        if explanation.relative_delta is None or explanation.relative_delta <= 0.1:
+            return ""
+        hints = []
+        if explanation.method == "integrated_gradients":
+            hints.append("more IG steps shrink it")
+        if explanation.method == "deeplift":
+            hints.append("DeepLIFT is exact only through linear layers and elementwise activations")
+        if self.baseline.value == "padding":
+            hints.append("an all-padding baseline is an input the model masks out entirely, far from anything it "
+                         "was trained on; the UNK baseline is usually closer")  # fmt: skip
+        text = f"The scores miss {explanation.relative_delta:.0%} of f(x) − f(baseline): " + "; ".join(hints) + "."
+        return f'<div style="color:#8a5a00">{html.escape(text)}</div>'
+
     def refresh(self) -> None:
         """Recompute (or fetch from cache) and redraw."""
         self._show_relevant_controls()
@@ -127,7 +142,7 @@ class ExplanationExplorer(widgets.VBox):
         title = f"patient {explanation.index}: p(class {explanation.target}) = {explanation.probability:.2f}"
         if explanation.delta is not None:
             title += f", completeness delta = {explanation.delta:+.3g}"
-        self.message.value = html.escape(title)
+        self.message.value = html.escape(title) + self._delta_warning(explanation)
         self.figure = plot_code_attributions(
             explanation.labels, explanation.scores, ground_truth=explanation.ground_truth,
             signed=explanation.signed, title=METHOD_LABELS.get(explanation.method, explanation.method),

@@ -197,3 +197,16 @@ def demo_transformer(demo_cohort):
     from ehrexplain.synthetic import train_demo_model
 
     return train_demo_model(demo_cohort, kind="transformer", seed=0, epochs=5)
+
+
+@pytest.fixture(scope="session")
+def held_out_demo():
+    """The notebooks' set-up: 300 patients, Transformer and MLP trained on 70%, 30% held out."""
+    from types import SimpleNamespace
+
+    from ehrexplain.synthetic import make_cohort, train_demo_model
+
+    cohort = make_cohort(n_patients=300, seed=0)
+    train, test = cohort.split(0.3, seed=0)
+    models = {kind: train_demo_model(cohort, kind=kind, seed=0, indices=train) for kind in ("transformer", "mlp")}
+    return SimpleNamespace(cohort=cohort, train=train, test=test, **models)

@@ -8,16 +8,16 @@ PyHealth's α grid.
 
 Peak memory is the largest rise of the process's resident memory (CPU) or of
 ``torch.cuda.max_memory_allocated`` (GPU) during one call, above the level
-before the call. On CPU the script re-runs itself with glibc's mmap threshold
-fixed, so large tensors are returned to the system when freed and every call's
-peak is visible in the resident size.
+before the call, measured in a child process (see ``peaks_in_child``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -75,38 +75,25 @@ def max_difference(ours: dict, theirs: dict) -> float:
     return max((ours[k].float() - theirs[k].float()).abs().max().item() for k in ours)
 
 
-def with_fixed_mmap_threshold() -> None:
-    """Re-exec once with ``MALLOC_MMAP_THRESHOLD_`` set (glibc reads it at start-up only)."""
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = parser.parse_args()
-    if args.device == "cpu":
-        with_fixed_mmap_threshold()
-    warnings.filterwarnings("ignore")
-    torch.manual_seed(0)
-
+def build_pairs(args) -> tuple[dict, dict]:
+    """``({row name: (ehrexplain call, PyHealth call)}, batch)`` on the trained demo Transformer."""
     from pyhealth.interpret import methods as pyhealth_methods
 
     from ehrexplain import methods as ours
     from ehrexplain.synthetic import make_cohort, train_demo_model
 
+    torch.manual_seed(0)
     device = torch.device(args.device)
     cohort = make_cohort(n_patients=300, seed=0)
     model = train_demo_model(cohort, kind="transformer", seed=0).to(device)
-    batch = cohort.batch(list(range(args.patients)))
-    steps = args.steps
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in cohort.batch(range(args.patients)).items()}
+    steps, chunk = args.steps, args.chunk
+    pyhealth_ig = lambda: pyhealth_methods.IntegratedGradients(model).attribute(**batch, steps=steps)  # noqa: E731
     pairs = {
-        "Integrated Gradients": (
-            lambda: ours.IntegratedGradients(model).attribute(**batch, steps=steps),
-            lambda: pyhealth_methods.IntegratedGradients(model).attribute(**batch, steps=steps),
+        "Integrated Gradients": (lambda: ours.IntegratedGradients(model).attribute(**batch, steps=steps), pyhealth_ig),
+        f"IG, {chunk}-row chunks": (
+            lambda: ours.IntegratedGradients(model).attribute(**batch, steps=steps, internal_batch_size=chunk),
+            pyhealth_ig,
         ),
         "Attention Rollout": (
             lambda: ours.AttentionRollout(model).attribute(**batch),
@@ -121,20 +108,60 @@ def main() -> None:
             lambda: pyhealth_methods.DeepLift(model).attribute(**batch),
         ),
     }
-    print(f"device {device}, {args.patients} patients, IG steps {steps}, median of {args.repeats} runs")
+    return pairs, batch
+
+
+def peaks_in_child(argv: list[str]) -> dict:
+    """Run ``--memory-only`` in a child process whose glibc returns freed tensors to the system.
+
+    With glibc's default (adaptive) mmap threshold, memory freed by an earlier
+    call is reused without showing up in the resident size; fixing the
+    threshold makes every call's peak visible. It also slows allocation, which
+    is why timings are taken in this process and peaks in the child.
+    """
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    child = subprocess.run([sys.executable, __file__, *argv, "--memory-only"], env=env, capture_output=True, text=True, check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--chunk", type=int, default=512, help="internal_batch_size of the chunked IG row")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    device = torch.device(args.device)
+    pairs, _ = build_pairs(args)
+    if args.memory_only:
+        peaks = {name: [peak_memory(run, device) / 2**20 for run in (ours, theirs)] for name, (ours, theirs) in pairs.items()}
+        print(json.dumps(peaks))
+        return
+    if device.type == "cpu":
+        peaks = peaks_in_child(sys.argv[1:])
+    else:
+        peaks = {name: [peak_memory(run, device) / 2**20 for run in pair] for name, pair in pairs.items()}
+
+    from ehrexplain.synthetic import make_cohort
+
+    build = median_seconds(lambda: make_cohort(n_patients=500, seed=1), args.repeats, torch.device("cpu"))
+    print(f"device {device}, {args.patients} patients, IG steps {args.steps}, median of {args.repeats} runs")
     print(f"{'method':<22}{'ehrexplain s':>13}{'PyHealth s':>12}{'speed-up':>10}{'peak MB ours':>14}{'peak MB PyH':>13}{'max |diff|':>12}")
     for name, (run_ours, run_theirs) in pairs.items():
         seconds_ours = median_seconds(run_ours, args.repeats, device)
         seconds_theirs = median_seconds(run_theirs, args.repeats, device)
-        memory_ours = peak_memory(run_ours, device) / 2**20
-        memory_theirs = peak_memory(run_theirs, device) / 2**20
         difference = max_difference(run_ours(), run_theirs())
+        memory_ours, memory_theirs = peaks[name]
         print(
             f"{name:<22}{seconds_ours:>13.4f}{seconds_theirs:>12.4f}{seconds_theirs / seconds_ours:>9.1f}x"
             f"{memory_ours:>14.1f}{memory_theirs:>13.1f}{difference:>12.2e}"
         )
     print("DeepLIFT values differ by design: PyHealth rescales to force completeness and zeroes")
     print("multipliers of ReLU units that switch on between baseline and input; see tests/test_deeplift.py.")
+    print(f"make_cohort(n_patients=500): {build:.3f} s")
 
 
 if __name__ == "__main__":

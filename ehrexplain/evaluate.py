@@ -252,7 +252,7 @@ def randomization_check(model, method, batch: dict, seed: int = 0, threshold: fl
     return RandomizationResult(mean, rho, bool(mean < threshold), threshold)
 
 
-def _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_points) -> dict:
+def _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_points, use_absolute) -> dict:
     """Per-sample metric tensors of one method on one batch, plus ``seconds`` in ``attribute``."""
     start = time.perf_counter()
     scores = interpreter.attribute(target_class_idx=predict(model, batch)[1], **batch)
@@ -266,7 +266,9 @@ def _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_point
     if ground_truth is not None:
         truth = ground_truth(batch)
         check_attributions(fb, truth, "ground_truth")
-        recovery = signal_recovery({k: scores[k] for k in fb.values}, {k: truth[k] for k in fb.values}, fb.masks)
+        recovery = signal_recovery(
+            {k: scores[k] for k in fb.values}, {k: truth[k] for k in fb.values}, fb.masks, use_absolute=use_absolute
+        )
         out["recovery_auroc"], out["precision_at_k"] = recovery["auroc_per_sample"], recovery["precision_per_sample"]
     return out
 
@@ -274,7 +276,7 @@ def _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_point
 def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated_gradients", "deeplift"), *,
             ground_truth: Optional[Callable[[dict], dict]] = None, percentages: Sequence[float] = PERCENTAGES,
             method_options: Optional[dict] = None, progress: bool = True, max_batches: Optional[int] = None,
-            n_points: int = 11, seed: int = 0) -> pd.DataFrame:
+            n_points: int = 11, seed: int = 0, use_absolute: bool = False) -> pd.DataFrame:
     """Evaluate several methods on the same batches: one row per method.
 
     Columns are means over samples: ``comprehensiveness``, ``sufficiency``,
@@ -284,7 +286,9 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
     check on the first batch; ``False`` flags a method that ignores the model's
     weights) and ``seconds``
     (total time in ``attribute``). ``methods`` holds names from ``METHODS``
-    (options from ``method_options[name]``) or built interpreters.
+    (options from ``method_options[name]``) or built interpreters; the index
+    is named ``method``. ``use_absolute`` ranks signed scores by magnitude for
+    recovery (a protective code with a large negative score then counts as found).
 
     Example:
         >>> # compare(model, get_dataloader(ds, batch_size=16), ["rollout", "chefer"], max_batches=2)
@@ -307,7 +311,8 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
             break
         first = batch if first is None else first
         for name, (_, interpreter) in built.items():
-            for column, values in _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_points).items():
+            metrics = _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_points, use_absolute)
+            for column, values in metrics.items():
                 columns[name].setdefault(column, []).append(values)
     if first is None:
         raise ValueError("the loader yielded no batches; nothing to evaluate")
@@ -319,7 +324,8 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
         rows[name] = {**row, "randomization_spearman": check.mean_spearman, "randomization_passed": check.passed}
     order = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc"]
     order += ["recovery_auroc", "precision_at_k"] if ground_truth is not None else []
-    return pd.DataFrame.from_dict(rows, orient="index")[order + ["randomization_spearman", "randomization_passed", "seconds"]]
+    table = pd.DataFrame.from_dict(rows, orient="index")[order + ["randomization_spearman", "randomization_passed", "seconds"]]
+    return table.rename_axis("method")
 
 
 __all__ = ["PERCENTAGES", "RandomizationResult", "area_under_curve", "compare", "comprehensiveness", "deletion_curve",

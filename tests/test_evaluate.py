@@ -176,29 +176,26 @@ def test_randomization_changes_chefer_relevance(transformer, flat_batch):
 # --- compare and bad input --------------------------------------------------------------
 
 
-def _available_methods():
-    methods = ["rollout", "chefer"]
-    try:
-        from ehrexplain.methods import DeepLift, IntegratedGradients  # noqa: F401
-
-        methods += ["integrated_gradients", "deeplift"]
-    except ImportError:
-        pass
-    return methods
-
-
 def test_compare_gives_one_finite_row_per_method(transformer, flat_dataset):
     from pyhealth.datasets import get_dataloader
 
     loader = get_dataloader(flat_dataset, batch_size=8, shuffle=False)
     c01 = flat_dataset.input_processors["conditions"].code_vocab["C01"]
     truth = lambda b: {"conditions": (b["conditions"] == c01).int(), "procedures": torch.zeros_like(b["procedures"])}  # noqa: E731
-    methods = _available_methods()
+    methods = ["rollout", "chefer", "integrated_gradients", "deeplift"]
     table = compare(
         transformer, loader, methods, ground_truth=truth, max_batches=2, progress=False,
         method_options={"integrated_gradients": {"steps": 10}},
     )
-    assert isinstance(table, pd.DataFrame) and list(table.index) == methods
+    assert isinstance(table, pd.DataFrame) and list(table.index) == methods and table.index.name == "method"
+    magnitude = compare(
+        transformer, loader, methods, ground_truth=truth, max_batches=2, progress=False, use_absolute=True,
+        method_options={"integrated_gradients": {"steps": 10}},
+    )
+    for name in methods:  # non-negative scores rank the same either way
+        if name in ("rollout", "chefer"):
+            assert magnitude.loc[name, "recovery_auroc"] == pytest.approx(table.loc[name, "recovery_auroc"])
+    assert magnitude[["comprehensiveness", "sufficiency"]].equals(table[["comprehensiveness", "sufficiency"]])
     assert list(table.columns) == [
         "comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc",
         "recovery_auroc", "precision_at_k", "randomization_spearman", "randomization_passed", "seconds",

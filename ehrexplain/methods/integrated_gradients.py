@@ -31,6 +31,10 @@ from ._embedding_space import AttributionSpace, check_embedding_support, target_
 
 ALPHA_RULES = ("pyhealth", "gauss_legendre")
 
+#: Default rows (path points × samples) per forward/backward pass. Bounds memory
+#: and, on CPU, is faster than one huge pass (see ``make bench``).
+DEFAULT_CHUNK_ROWS = 1024
+
 
 def alpha_grid(steps: int, rule: str = "pyhealth") -> tuple[torch.Tensor, torch.Tensor]:
     """Path positions ``α_k`` and weights ``w_k`` (summing to 1) for ``steps``.
@@ -94,7 +98,7 @@ class IntegratedGradients(Interpreter):
         steps: int | None = None,
         target_class_idx: TargetIndex = None,
         return_convergence_delta: bool = False,
-        internal_batch_size: int | None = None,
+        internal_batch_size: int | None = DEFAULT_CHUNK_ROWS,
         alpha_rule: str | None = None,
         **data,
     ):
@@ -107,8 +111,9 @@ class IntegratedGradients(Interpreter):
             target_class_idx: class to explain (int or ``[batch]``); default: predicted.
             return_convergence_delta: also return ``Σ attributions - (f(x) - f(b))``
                 per sample, in logits.
-            internal_batch_size: rows (path points × samples) per forward pass;
-                ``None`` runs the whole path at once.
+            internal_batch_size: rows (path points × samples) per forward pass,
+                1024 by default; ``None`` runs the whole path at once (fastest on a
+                GPU with memory to spare).
 
         Returns:
             ``{key: scores}``, or ``(scores, delta)`` with ``return_convergence_delta``.

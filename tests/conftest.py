@@ -210,3 +210,23 @@ def held_out_demo():
     train, test = cohort.split(0.3, seed=0)
     models = {kind: train_demo_model(cohort, kind=kind, seed=0, indices=train) for kind in ("transformer", "mlp")}
     return SimpleNamespace(cohort=cohort, train=train, test=test, **models)
+
+
+@pytest.fixture(scope="session")
+def stagenet_and_batch():
+    """PyHealth's StageNet on time-stamped codes and labs: (times, values) tuples per feature."""
+    from pyhealth.datasets import get_dataloader
+    from pyhealth.models import StageNet
+
+    rng = random.Random(5)
+    samples = []
+    for i in range(24):
+        times = [float(t) for t in range(rng.randint(1, 4))]
+        visits = [rng.sample(CODES, rng.randint(1, 4)) for _ in times]
+        labs = [[rng.gauss(0, 1) for _ in range(3)] for _ in times]
+        label = int(any("C01" in visit for visit in visits))
+        samples.append({"patient_id": f"p{i}", "visit_id": "v0", "codes": (times, visits), "labs": (times, labs), "label": label})
+    dataset = _dataset(samples, {"codes": "stagenet", "labs": "stagenet_tensor"}, "binary")
+    torch.manual_seed(5)
+    model = StageNet(dataset=dataset, embedding_dim=16, chunk_size=8, levels=2).eval()
+    return model, next(iter(get_dataloader(dataset, batch_size=6, shuffle=False)))

@@ -146,3 +146,15 @@ def test_parameter_grads_untouched_under_no_grad(transformer, flat_batch):
     finally:
         for p in transformer.parameters():
             p.grad = None
+
+
+def test_time_aware_stagenet(stagenet_and_batch):
+    """(times, values) tuples: one score per raw value, a finite delta, the model's forward unchanged."""
+    model, batch = stagenet_and_batch
+    with torch.no_grad():
+        before = model(**batch)["logit"]
+    scores, delta = DeepLift(model).attribute(**batch, return_convergence_delta=True)
+    assert {key: scores[key].shape for key in scores} == {key: batch[key][1].shape for key in ("codes", "labs")}
+    assert torch.isfinite(delta).all() and delta.shape == (len(batch["label"]),)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch)["logit"], before)  # activations swapped back

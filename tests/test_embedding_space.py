@@ -78,3 +78,18 @@ def test_token_ids_cannot_be_interpolated(method, transformer, flat_batch):
 def test_baseline_with_nan(method, lab_mlp, lab_batch):
     baseline = {"labs": torch.full_like(lab_batch["labs"], float("nan"))}
     check_fails(method, lab_mlp, lab_batch, ValueError, "baseline for 'labs' contains NaN", baseline=baseline)
+
+
+def test_model_limits_are_named(method):
+    """PyHealth's MLP cannot run nested codes from embeddings: say which model method failed, on what."""
+    from ehrexplain.synthetic import make_cohort, train_demo_model
+
+    cohort = make_cohort(n_patients=30, shape="nested", seed=0)
+    mlp = train_demo_model(cohort, kind="mlp", seed=0, epochs=1)
+    mlp.train()
+    try:
+        with pytest.raises(ValueError, match=r"MLP\.forward_from_embedding failed on the embedded inputs \{'visits': \(4, \d+, \d+, \d+\)\}"):
+            method(mlp).attribute(**cohort.batch(range(4)))
+        assert_restored(mlp, training_before=True)
+    finally:
+        mlp.eval()

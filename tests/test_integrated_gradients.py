@@ -184,3 +184,17 @@ def test_bad_internal_batch_size(transformer, flat_batch, size):
 def test_unknown_alpha_rule(transformer):
     with pytest.raises(ValueError, match="unknown alpha_rule 'simpson'"):
         IntegratedGradients(transformer, alpha_rule="simpson")
+
+
+def test_time_aware_stagenet_equals_pyhealth(stagenet_and_batch):
+    """(times, values) tuples: attributions land on the values, in their raw shapes, as PyHealth's do."""
+    from pyhealth.interpret.methods import IntegratedGradients as PyHealthIG
+
+    model, batch = stagenet_and_batch
+    ours, delta = IntegratedGradients(model).attribute(**batch, steps=10, return_convergence_delta=True)
+    theirs = PyHealthIG(model).attribute(**batch, steps=10)
+    for key in ("codes", "labs"):
+        assert ours[key].shape == batch[key][1].shape
+        torch.testing.assert_close(ours[key], theirs[key].float(), atol=1e-5, rtol=1e-4)
+    _, fine = IntegratedGradients(model).attribute(**batch, steps=64, alpha_rule="gauss_legendre", return_convergence_delta=True)
+    assert fine.abs().max() < delta.abs().max() / 10

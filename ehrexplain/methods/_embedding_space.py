@@ -127,7 +127,18 @@ class AttributionSpace:
             for key in raw:
                 i = self.batch.value_index(key)
                 kwargs[key] = kwargs[key][:i] + (embedded[key],) + kwargs[key][i + 1 :]
-        return model.forward_from_embedding(**kwargs)["logit"]
+        try:
+            return model.forward_from_embedding(**kwargs)["logit"]
+        except (ValueError, RuntimeError) as error:  # the model's own limits, named for the user
+            if type(error) not in (ValueError, RuntimeError):
+                raise  # specific subclasses (out of memory, ...) speak for themselves
+            shapes = {key: tuple(point.shape) for key, point in points.items()}
+            message = (
+                f"{type(model).__name__}.forward_from_embedding failed on the embedded inputs {shapes}: {error} "
+                "(the model's own code raised this; a model may not support every feature type, e.g. "
+                "PyHealth's MLP has no nested-sequence path from embeddings)"
+            )
+            raise type(error)(message) from error
 
     def to_raw_shapes(self, attributions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sum embedded keys over the embedding dimension: one score per input value."""

@@ -51,15 +51,19 @@ def flat_dataset():
     return _dataset(_flat_samples(96, 2, seed=0), {"conditions": "sequence", "procedures": "sequence"}, "binary")
 
 
-@pytest.fixture(scope="session")
-def transformer(flat_dataset):
+def _trained_transformer(dataset, seed: int):
     from pyhealth.models import Transformer
 
     from ehrexplain.training import train_model
 
-    torch.manual_seed(0)
-    model = Transformer(dataset=flat_dataset, embedding_dim=32, heads=2, num_layers=2, dropout=0.1)
-    return train_model(model, flat_dataset, epochs=3, seed=0)
+    torch.manual_seed(seed)
+    model = Transformer(dataset=dataset, embedding_dim=32, heads=2, num_layers=2, dropout=0.1)
+    return train_model(model, dataset, epochs=3, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def transformer(flat_dataset):
+    return _trained_transformer(flat_dataset, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -74,13 +78,7 @@ def multiclass_dataset():
 
 @pytest.fixture(scope="session")
 def multiclass_transformer(multiclass_dataset):
-    from pyhealth.models import Transformer
-
-    from ehrexplain.training import train_model
-
-    torch.manual_seed(1)
-    model = Transformer(dataset=multiclass_dataset, embedding_dim=32, heads=2, num_layers=2, dropout=0.1)
-    return train_model(model, multiclass_dataset, epochs=3, seed=1)
+    return _trained_transformer(multiclass_dataset, seed=1)
 
 
 @pytest.fixture(scope="session")

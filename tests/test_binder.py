@@ -58,3 +58,13 @@ def test_quickstart_kernel_fits_binder_memory():
     peak = kernel_peak_mib(ROOT / "notebooks" / "00_quickstart.ipynb")
     print(f"00_quickstart kernel peak: {peak:.0f} MiB")
     assert peak < 1536, f"quickstart kernel peaked at {peak:.0f} MiB, above the 1.5 GB Binder budget"
+
+
+def test_make_lab_opens_the_quickstart_also_as_root():
+    """The README's first command: JupyterLab on the notebooks (root needs --allow-root, e.g. in Docker)."""
+    import os
+
+    plan = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    command = plan.strip().splitlines()[-1]
+    assert "jupyter lab --notebook-dir=notebooks" in command and command.endswith("notebooks/00_quickstart.ipynb")
+    assert ("--allow-root" in command) == (os.getuid() == 0)

@@ -122,18 +122,18 @@ class FeatureBatch:
         """Position of the ``value`` tensor inside ``inputs[key]``."""
         return _schema(self.model, key).index("value")
 
-    def forward_kwargs(self, values: dict[str, torch.Tensor]) -> dict[str, tuple]:
-        """Feature tuples with the given tensors in the ``value`` slot."""
+    def forward_kwargs(self, values: dict[str, torch.Tensor], rows: torch.Tensor | None = None) -> dict[str, tuple]:
+        """Feature tuples with ``values`` in the ``value`` slot.
+
+        With ``rows``, row ``i`` takes its other parts (masks, times) from sample ``rows[i]``.
+        """
         kwargs = {}
         for key, parts in self.inputs.items():
+            if rows is not None:
+                parts = tuple(part[rows] if isinstance(part, torch.Tensor) else part for part in parts)
             i = self.value_index(key)
             kwargs[key] = parts[:i] + (values.get(key, parts[i]),) + parts[i + 1 :]
         return kwargs
-
-    @property
-    def raw_shapes(self) -> dict[str, torch.Size]:
-        """Shape of each raw value tensor (what attributions are returned as)."""
-        return {key: value.shape for key, value in self.values.items()}
 
 
 def unpack_batch(model: nn.Module, data: dict) -> FeatureBatch:

@@ -114,19 +114,12 @@ class AttributionSpace:
         Masks, times and other tuple parts are taken from sample ``rows[i]``.
         """
         model = self.batch.model
-        kwargs = {}
-        for key, parts in self.batch.inputs.items():
-            i = self.batch.value_index(key)
-            kwargs[key] = tuple(part[rows] if isinstance(part, torch.Tensor) else part for part in parts)
-            kwargs[key] = kwargs[key][:i] + (points[key],) + kwargs[key][i + 1 :]
         if not self.use_embeddings:
-            return model(**kwargs)["logit"]
+            return model(**self.batch.forward_kwargs(points, rows))["logit"]
         raw = [key for key in points if key not in self.embedded_keys]
-        if raw:
-            embedded = model.get_embedding_model()({key: points[key] for key in raw})
-            for key in raw:
-                i = self.batch.value_index(key)
-                kwargs[key] = kwargs[key][:i] + (embedded[key],) + kwargs[key][i + 1 :]
+        if raw:  # continuous features are attributed in raw space, embedded here
+            points = {**points, **model.get_embedding_model()({key: points[key] for key in raw})}
+        kwargs = self.batch.forward_kwargs(points, rows)
         try:
             return model.forward_from_embedding(**kwargs)["logit"]
         except (ValueError, RuntimeError) as error:  # the model's own limits, named for the user

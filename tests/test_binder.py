@@ -64,7 +64,7 @@ def test_make_lab_opens_the_quickstart_also_as_root():
     """The README's first command: JupyterLab on the notebooks (root needs --allow-root, e.g. in Docker)."""
     import os
 
-    plan = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    command = plan.strip().splitlines()[-1]
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True)
+    (command,) = [line for line in plan.stdout.splitlines() if "jupyter lab" in line]
     assert "jupyter lab --notebook-dir=notebooks" in command and command.endswith("notebooks/00_quickstart.ipynb")
     assert ("--allow-root" in command) == (os.getuid() == 0)

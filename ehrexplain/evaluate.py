@@ -132,13 +132,16 @@ def _average_ranks(x: torch.Tensor) -> torch.Tensor:
     return ((last - counts + 1 + last) / 2)[inverse]
 
 
-def signal_recovery(attributions, ground_truth, mask, use_absolute: bool = False) -> dict:
+def signal_recovery(attributions, ground_truth, mask, use_absolute: bool = False, per_key: bool = False) -> dict:
     """AUROC and precision@k of scores against planted 0/1 ground truth over real tokens.
 
     k is each sample's number of ground-truth tokens. Samples without a positive or a
     negative token give NaN and are left out of the means. Signed scores count as they
     are (strong negative evidence is not "recovered"); ``use_absolute=True`` ranks by
-    magnitude. Returns the means ``auroc``, ``precision_at_k`` and ``[B]`` tensors
+    magnitude. A sample's tokens are ranked across all feature keys together;
+    ``per_key=True`` ranks within each key and averages the keys that can be scored,
+    which is fairer to methods normalised per key (rollout sums to 1 per key).
+    Returns the means ``auroc``, ``precision_at_k`` and ``[B]`` tensors
     ``auroc_per_sample``, ``precision_per_sample``.
 
     Example:
@@ -146,16 +149,21 @@ def signal_recovery(attributions, ground_truth, mask, use_absolute: bool = False
         >>> signal_recovery(gt.float(), gt, torch.ones(1, 4))["auroc"]
         1.0
     """
-    aurocs, precisions = [], []
-    for score, truth in zip(_per_sample(attributions, mask), _per_sample(ground_truth, mask)):
-        score, truth = (score.abs() if use_absolute else score), truth > 0
-        n_pos, n_neg = int(truth.sum()), int((~truth).sum())
-        # Mann-Whitney: AUROC from the rank sum of the positives.
-        rank_sum = _average_ranks(score)[truth].sum().item()
-        aurocs.append((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg) if n_pos and n_neg else math.nan)
-        top = score.argsort(descending=True, stable=True)[:n_pos]
-        precisions.append(truth[top].double().mean().item() if n_pos else math.nan)
-    auroc, precision = torch.tensor(aurocs, dtype=torch.float64), torch.tensor(precisions, dtype=torch.float64)
+    if per_key and isinstance(attributions, dict):
+        keys = [signal_recovery(attributions[k], ground_truth[k], mask[k], use_absolute) for k in attributions]
+        auroc = torch.stack([key["auroc_per_sample"] for key in keys]).nanmean(0)
+        precision = torch.stack([key["precision_per_sample"] for key in keys]).nanmean(0)
+    else:
+        aurocs, precisions = [], []
+        for score, truth in zip(_per_sample(attributions, mask), _per_sample(ground_truth, mask)):
+            score, truth = (score.abs() if use_absolute else score), truth > 0
+            n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+            # Mann-Whitney: AUROC from the rank sum of the positives.
+            rank_sum = _average_ranks(score)[truth].sum().item()
+            aurocs.append((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg) if n_pos and n_neg else math.nan)
+            top = score.argsort(descending=True, stable=True)[:n_pos]
+            precisions.append(truth[top].double().mean().item() if n_pos else math.nan)
+        auroc, precision = torch.tensor(aurocs, dtype=torch.float64), torch.tensor(precisions, dtype=torch.float64)
     return {"auroc": auroc.nanmean().item(), "precision_at_k": precision.nanmean().item(),
             "auroc_per_sample": auroc, "precision_per_sample": precision}
 

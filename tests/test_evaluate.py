@@ -76,6 +76,17 @@ def test_recovery_skips_samples_without_positives_and_averages_ties():
     assert result["auroc"] == 0.75  # the tie with a negative counts one half
 
 
+def test_per_key_recovery_ignores_scales_between_keys():
+    """Perfect within each key, but the code-free key scores higher: only per-key ranking says 1."""
+    truth = {"codes": torch.tensor([[1, 0, 0]]), "procedures": torch.tensor([[0, 0]])}
+    scores = {"codes": torch.tensor([[0.3, 0.2, 0.1]]), "procedures": torch.tensor([[0.9, 0.8]])}
+    mask = {key: torch.ones_like(value) for key, value in truth.items()}
+    across = signal_recovery(scores, truth, mask)
+    assert across["auroc"] == 0.5 and across["precision_at_k"] == 0.0  # beaten by both procedures
+    within = signal_recovery(scores, truth, mask, per_key=True)
+    assert within["auroc"] == 1.0 and within["precision_at_k"] == 1.0  # procedures have no driver: skipped
+
+
 def test_spearman_of_self_reverse_ties_and_padding():
     x = torch.tensor([[0.3, 1.0, 2.0, 9.0, 5.0]])
     mask = torch.ones(1, 5)

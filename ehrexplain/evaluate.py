@@ -55,8 +55,8 @@ def comprehensiveness(model, batch: dict, attributions: dict, percentages: Seque
     Example:
         >>> # comprehensiveness(model, batch, IntegratedGradients(model).attribute(**batch))
     """
-    ks, pert = _check_percentages(percentages), Perturber(model, batch, attributions)
-    return torch.stack([pert.full - pert.probability(pert.top(k / 100, True)) for k in ks]).mean(0)
+    ks = _check_percentages(percentages)
+    return _comprehensiveness(Perturber(model, batch, attributions), ks)
 
 
 def sufficiency(model, batch: dict, attributions: dict, percentages: Sequence[float] = PERCENTAGES) -> torch.Tensor:
@@ -67,17 +67,8 @@ def sufficiency(model, batch: dict, attributions: dict, percentages: Sequence[fl
     Example:
         >>> # sufficiency(model, batch, CheferRelevance(model).attribute(**batch))
     """
-    ks, pert = _check_percentages(percentages), Perturber(model, batch, attributions)
-    return torch.stack([pert.full - pert.probability(pert.rest(pert.top(k / 100, True))) for k in ks]).mean(0)
-
-
-def _curve(model, batch, attributions, n_points: int, insertion: bool):
-    if n_points < 2:
-        raise ValueError(f"n_points must be at least 2, got {n_points}")
-    pert = Perturber(model, batch, attributions)
-    fractions = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)
-    tops = [pert.top(f, False) for f in fractions.tolist()]
-    return fractions, torch.stack([pert.probability(pert.rest(top) if insertion else top) for top in tops])
+    ks = _check_percentages(percentages)
+    return _sufficiency(Perturber(model, batch, attributions), ks)
 
 
 def deletion_curve(model, batch: dict, attributions: dict, n_points: int = 11):
@@ -88,7 +79,8 @@ def deletion_curve(model, batch: dict, attributions: dict, n_points: int = 11):
     Example:
         >>> # area_under_curve(*deletion_curve(model, batch, scores, n_points=5))
     """
-    return _curve(model, batch, attributions, n_points, insertion=False)
+    _check_n_points(n_points)
+    return _curve(Perturber(model, batch, attributions), n_points, insertion=False)
 
 
 def insertion_curve(model, batch: dict, attributions: dict, n_points: int = 11):
@@ -97,7 +89,27 @@ def insertion_curve(model, batch: dict, attributions: dict, n_points: int = 11):
     Example:
         >>> # fractions, probs = insertion_curve(model, batch, scores)
     """
-    return _curve(model, batch, attributions, n_points, insertion=True)
+    _check_n_points(n_points)
+    return _curve(Perturber(model, batch, attributions), n_points, insertion=True)
+
+
+def _comprehensiveness(pert: Perturber, ks: list[float]) -> torch.Tensor:
+    return torch.stack([pert.full - pert.probability(pert.top(k / 100, True)) for k in ks]).mean(0)
+
+
+def _sufficiency(pert: Perturber, ks: list[float]) -> torch.Tensor:
+    return torch.stack([pert.full - pert.probability(pert.rest(pert.top(k / 100, True))) for k in ks]).mean(0)
+
+
+def _check_n_points(n_points: int) -> None:
+    if n_points < 2:
+        raise ValueError(f"n_points must be at least 2, got {n_points}")
+
+
+def _curve(pert: Perturber, n_points: int, insertion: bool):
+    fractions = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)
+    tops = [pert.top(f, False) for f in fractions.tolist()]
+    return fractions, torch.stack([pert.probability(pert.rest(top) if insertion else top) for top in tops])
 
 
 def area_under_curve(fractions: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:
@@ -260,19 +272,18 @@ def randomization_check(model, method, batch: dict, seed: int = 0, threshold: fl
     return RandomizationResult(mean, rho, bool(mean < threshold), threshold)
 
 
-def _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_points, use_absolute) -> dict:
+def _batch_metrics(model, batch, interpreter, target, ground_truth, ks, n_points, use_absolute) -> dict:
     """Per-sample metric tensors of one method on one batch, plus ``seconds`` in ``attribute``."""
     start = time.perf_counter()
-    scores = interpreter.attribute(target_class_idx=predict(model, batch)[1], **batch)
+    scores = interpreter.attribute(target_class_idx=target, **batch)
     out = {"seconds": torch.tensor([time.perf_counter() - start], dtype=torch.float64)}
-    fb = unpack_batch(model, batch)
-    check_attributions(fb, scores)
-    out["comprehensiveness"] = comprehensiveness(model, batch, scores, percentages)
-    out["sufficiency"] = sufficiency(model, batch, scores, percentages)
-    out["deletion_auc"] = area_under_curve(*deletion_curve(model, batch, scores, n_points))
-    out["insertion_auc"] = area_under_curve(*insertion_curve(model, batch, scores, n_points))
+    pert = Perturber(model, batch, scores)  # one ranking and one full-input forward for all four metrics
+    out["comprehensiveness"] = _comprehensiveness(pert, ks)
+    out["sufficiency"] = _sufficiency(pert, ks)
+    out["deletion_auc"] = area_under_curve(*_curve(pert, n_points, insertion=False))
+    out["insertion_auc"] = area_under_curve(*_curve(pert, n_points, insertion=True))
     if ground_truth is not None:
-        truth = ground_truth(batch)
+        fb, truth = pert.fb, ground_truth(batch)
         check_attributions(fb, truth, "ground_truth")
         recovery = signal_recovery(
             {k: scores[k] for k in fb.values}, {k: truth[k] for k in fb.values}, fb.masks, use_absolute=use_absolute
@@ -303,7 +314,8 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
     """
     from .methods import METHODS
 
-    _check_percentages(percentages)
+    ks = _check_percentages(percentages)
+    _check_n_points(n_points)
     unknown = [m for m in methods if isinstance(m, str) and m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or pass interpreters")
@@ -318,8 +330,9 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
         if max_batches is not None and n >= max_batches:
             break
         first = batch if first is None else first
+        target = predict(model, batch)[1]  # fixed once per batch, shared by all methods
         for name, (_, interpreter) in built.items():
-            metrics = _batch_metrics(model, batch, interpreter, ground_truth, percentages, n_points, use_absolute)
+            metrics = _batch_metrics(model, batch, interpreter, target, ground_truth, ks, n_points, use_absolute)
             for column, values in metrics.items():
                 columns[name].setdefault(column, []).append(values)
     if first is None:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ._inputs import feature_value
 from .methods import METHODS, make_interpreter
+from .perturbation import predict
 
 #: Baselines a user can pick by name for the gradient methods.
 BASELINES = ("unk", "padding")
@@ -74,8 +76,6 @@ def named_baseline(batch: dict, model, name: str) -> dict[str, torch.Tensor] | N
         raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
     if name == "unk":
         return None
-    from ._inputs import feature_value
-
     processors = model.dataset.input_processors
     return {
         key: torch.zeros_like(feature_value(model, key, batch[key]))
@@ -121,17 +121,12 @@ def explain_patient(model, cohort, index: int, method: str, target_class_idx=Non
 
 
 def _target_and_probability(model, batch: dict, target_class_idx) -> tuple[int, float]:
-    with torch.no_grad():
-        logits = model(**{k: batch[k] for k in model.feature_keys})["logit"][0]
-    if logits.numel() == 1:
-        return 0, float(torch.sigmoid(logits[0]))
-    target = int(logits.argmax()) if target_class_idx is None else int(target_class_idx)
-    return target, float(logits.softmax(-1)[target])
+    target = None if target_class_idx is None else torch.tensor([int(target_class_idx)])
+    probability, target = predict(model, batch, target)
+    return int(target[0]), float(probability[0])
 
 
 def _fill_codes(explanation, model, cohort, batch, scores, truth) -> None:
-    from ._inputs import feature_value
-
     labels, codes, values, marks = [], [], [], []
     for key in model.feature_keys:
         ids = feature_value(model, key, batch[key])[0]

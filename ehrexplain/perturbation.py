@@ -22,7 +22,11 @@ from .model_state import evaluation_mode
 
 
 def predict(model, data: dict, target: Optional[torch.Tensor] = None):
-    """``([B] probability of target, target)``; ``target`` defaults to the predicted class."""
+    """``([B] probability of target, target)``; ``target`` defaults to the predicted class.
+
+    A one-logit (binary) model has one probability, P(class 1), whichever class
+    is asked for: the target is then 0, the column read, as the interpreters do.
+    """
     with evaluation_mode(model), torch.no_grad():
         out = model(**data)
     logit = out["logit"].reshape(len(out["logit"]), -1)
@@ -31,7 +35,10 @@ def predict(model, data: dict, target: Optional[torch.Tensor] = None):
         prob = logit.sigmoid() if logit.shape[1] == 1 else logit.softmax(-1)
     prob = prob.reshape(logit.shape)
     if target is None:
-        target = prob.argmax(1) if prob.shape[1] > 1 else torch.zeros(len(prob), dtype=torch.long, device=prob.device)
+        target = prob.argmax(1)  # 0 for every row of a one-logit model
+    elif prob.shape[1] == 1:
+        target = torch.zeros_like(target)
+    target = target.to(prob.device)
     return prob.gather(1, target.view(-1, 1)).squeeze(1).double().cpu(), target
 
 

@@ -108,6 +108,11 @@ class AttributionSpace:
     def batch_size(self) -> int:
         return next(iter(self.batch.values.values())).shape[0]
 
+    @property
+    def rows(self) -> torch.Tensor:
+        """``[0, 1, ..., batch_size - 1]``: every sample once, for :meth:`forward`."""
+        return torch.arange(self.batch_size, device=next(iter(self.inputs.values())).device)
+
     def forward(self, points: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
         """Logits for ``points`` (one row per entry of ``rows``, the sample each row copies).
 
@@ -146,3 +151,13 @@ class AttributionSpace:
 def target_logit(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per row, the logit of that row's target class."""
     return logits.gather(1, targets[:, None]).squeeze(1)
+
+
+def sample_totals(scores: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[batch]``: each sample's attributions summed over every feature key and position."""
+    return sum(score.reshape(score.shape[0], -1).sum(dim=1) for score in scores.values())
+
+
+def convergence_delta(scores: dict[str, torch.Tensor], gap: torch.Tensor) -> torch.Tensor:
+    """Per sample, ``Σ attributions - (f(x) - f(b))``: the completeness error."""
+    return sample_totals(scores) - gap

@@ -33,8 +33,7 @@ from torch import nn
 
 from ..model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
-from ._embedding_space import AttributionSpace, check_embedding_support, target_logit
-from .integrated_gradients import convergence_delta
+from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit
 
 #: Elementwise activation modules whose backward is replaced by the Rescale rule.
 RESCALE_ACTIVATIONS = (
@@ -161,7 +160,7 @@ class DeepLift(Interpreter):
         """
         with evaluation_mode(self.model), gradients_enabled():
             space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
-            rows = torch.arange(space.batch_size, device=next(iter(space.inputs.values())).device)
+            rows = space.rows
             with torch.no_grad():
                 logits = space.forward(space.inputs, rows)
                 reference = space.forward(space.baselines, rows)
@@ -193,7 +192,7 @@ def _rescale_to_gap(scores: dict[str, torch.Tensor], gap: torch.Tensor) -> dict[
     contribution of that sample around, and a sum near zero makes ``k`` huge.
     Samples whose attributions sum to ~0 are left as they are.
     """
-    total = sum(score.reshape(score.shape[0], -1).sum(dim=1) for score in scores.values())
+    total = sample_totals(scores)
     usable = total.abs() > 1e-12
     factor = torch.where(usable, gap / torch.where(usable, total, torch.ones_like(total)), torch.ones_like(total))
     flipped, inflated = int((factor < 0).sum()), int((factor.abs() > 10).sum())

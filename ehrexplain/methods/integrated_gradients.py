@@ -27,7 +27,7 @@ import torch
 
 from ..model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
-from ._embedding_space import AttributionSpace, check_embedding_support, target_logit
+from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, target_logit
 
 ALPHA_RULES = ("pyhealth", "gauss_legendre")
 
@@ -123,7 +123,7 @@ class IntegratedGradients(Interpreter):
             raise ValueError(f"internal_batch_size must be a positive integer or None, got {internal_batch_size!r}")
         with evaluation_mode(self.model), gradients_enabled():
             space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
-            rows = torch.arange(space.batch_size, device=next(iter(space.inputs.values())).device)
+            rows = space.rows
             with torch.no_grad():
                 logits = space.forward(space.inputs, rows)
             targets = self._resolve_target_indices(logits, target_class_idx)
@@ -135,12 +135,6 @@ class IntegratedGradients(Interpreter):
             with torch.no_grad():
                 gap = target_logit(logits, targets) - target_logit(space.forward(space.baselines, rows), targets)
         return scores, convergence_delta(scores, gap)
-
-
-def convergence_delta(scores: dict[str, torch.Tensor], gap: torch.Tensor) -> torch.Tensor:
-    """Per sample, ``Σ attributions - (f(x) - f(b))``: the completeness error."""
-    total = sum(score.reshape(score.shape[0], -1).sum(dim=1) for score in scores.values())
-    return total - gap
 
 
 def _path_gradients(space, alphas, weights, targets, chunk_rows):

@@ -225,12 +225,13 @@ class AttentionLayersExplorer(widgets.VBox):
     def _maps(self, index: int):
         """Attention maps and token labels of one patient, computed once."""
         if index not in self._cache:
+            from .._inputs import feature_value
             from ..explanation import check_patient_index
 
             check_patient_index(self.cohort, index)
             batch = self.cohort.batch([index])
             maps = [m[0] for m in self.rollout.attention_maps(**batch)[self.feature_key]]
-            ids = batch[self.feature_key][0] if not isinstance(batch[self.feature_key], tuple) else batch[self.feature_key][0][0]
+            ids = feature_value(self.rollout.model, self.feature_key, batch[self.feature_key])[0]
             tokens = self.cohort.decode(self.feature_key, [int(i) for i in ids.reshape(-1) if int(i) != 0])
             self._cache[index] = (maps, tokens)
         return self._cache[index]

@@ -82,8 +82,8 @@ def max_difference(ours: dict, theirs: dict) -> float:
     return max((ours[k].float() - theirs[k].float()).abs().max().item() for k in ours)
 
 
-def build_pairs(args) -> tuple[dict, dict]:
-    """``({row name: (ehrexplain call, PyHealth call)}, batch)`` on the trained demo Transformer."""
+def build_pairs(args) -> dict:
+    """``{row name: (ehrexplain call, PyHealth call)}`` on the trained demo Transformer."""
     from pyhealth.interpret import methods as pyhealth_methods
 
     from ehrexplain import methods as ours
@@ -115,7 +115,12 @@ def build_pairs(args) -> tuple[dict, dict]:
             lambda: pyhealth_methods.DeepLift(model).attribute(**batch),
         ),
     }
-    return pairs, batch
+    return pairs
+
+
+def peaks_mib(pairs: dict, device: torch.device) -> dict:
+    """``{row name: [peak MiB of ehrexplain, peak MiB of PyHealth]}``."""
+    return {name: [peak_memory(run, device) / 2**20 for run in pair] for name, pair in pairs.items()}
 
 
 def peaks_in_child(argv: list[str]) -> dict:
@@ -141,15 +146,14 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
-    pairs, _ = build_pairs(args)
+    pairs = build_pairs(args)
     if args.memory_only:
-        peaks = {name: [peak_memory(run, device) / 2**20 for run in (ours, theirs)] for name, (ours, theirs) in pairs.items()}
-        print(json.dumps(peaks))
+        print(json.dumps(peaks_mib(pairs, device)))
         return
     if device.type == "cpu":
         peaks = peaks_in_child(sys.argv[1:])
     else:
-        peaks = {name: [peak_memory(run, device) / 2**20 for run in pair] for name, pair in pairs.items()}
+        peaks = peaks_mib(pairs, device)
 
     from ehrexplain.synthetic import make_cohort
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .model_state import evaluation_mode
+
 CONDITIONS = {
     "E11.9": "Type 2 diabetes mellitus", "I50.9": "Heart failure", "N18.3": "Chronic kidney disease, stage 3",
     "I10": "Essential hypertension", "E78.5": "Hyperlipidemia", "E66.9": "Obesity", "J44.9": "COPD",
@@ -410,14 +412,12 @@ def model_auroc(model, cohort_or_loader, indices=None) -> float:
         loader = cohort_or_loader.loader(batch_size=64, indices=indices)
     else:
         loader = cohort_or_loader
-    was_training = model.training
-    model.eval()
     probs, labels = [], []
-    for batch in loader:
-        out = model(**batch)
-        probs.append(out["y_prob"].flatten())
-        labels.append(out["y_true"].flatten())
-    model.train(was_training)
+    with evaluation_mode(model):
+        for batch in loader:
+            out = model(**batch)
+            probs.append(out["y_prob"].flatten())
+            labels.append(out["y_true"].flatten())
     return auroc(torch.cat(labels), torch.cat(probs))
 
 

@@ -192,7 +192,7 @@ def _adaptive_path(space, targets, gap, tolerance, levels, chunk_rows):
     finest, device = levels[-1], gap.device
     bound = tolerance * gap.abs().clamp_min(GAP_FLOOR)
     shapes = {key: value.shape for key, value in space.batch.values.items()}
-    stored = {key: torch.zeros((finest,) + shape, device=device) for key, shape in shapes.items()}  # [node, patient, ...]
+    stored = {key: {} for key in shapes}  # per key, finest-rule node index -> [patient, ...] products
     best = {key: torch.zeros(shape, device=device) for key, shape in shapes.items()}
     best_delta, used = torch.full_like(gap, float("inf")), torch.zeros_like(targets)
     active, evaluated = space.rows, set()
@@ -202,12 +202,15 @@ def _adaptive_path(space, targets, gap, tolerance, levels, chunk_rows):
             last = max(points, min(FIRST_PASS_STEPS, finest)) if not evaluated else points
             new = [j for j in range(0, finest, (finest - 1) // (last - 1)) if j not in evaluated]
             alphas = clenshaw_curtis(finest)[0][new]
-            for key, product in _node_products(space, alphas, active, targets, chunk_rows).items():
-                stored[key][torch.tensor(new, device=device)[:, None], active] = product
+            products = _node_products(space, alphas, active, targets, chunk_rows)
+            for key, shape in shapes.items():
+                for position, j in enumerate(new):
+                    stored[key][j] = torch.zeros(shape, device=device)
+                    if key in products:  # a key the target ignores keeps zero products
+                        stored[key][j][active] = products[key][position]
             evaluated.update(new)
-        alphas, weights = clenshaw_curtis(points)
-        weights = weights.to(device, torch.float32)
-        scores = {key: torch.tensordot(weights, stored[key][nodes][:, active], dims=1) for key in shapes}
+        weights = clenshaw_curtis(points)[1].to(device, torch.float32)
+        scores = {key: torch.tensordot(weights, torch.stack([stored[key][j][active] for j in nodes]), dims=1) for key in shapes}
         delta = sample_totals(scores) - gap[active]
         better = delta.abs() <= best_delta[active].abs()
         for key in shapes:

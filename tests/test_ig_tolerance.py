@@ -8,6 +8,7 @@ import torch
 from conftest import assert_restored, single_sample
 
 from ehrexplain.methods import IntegratedGradients
+from ehrexplain.methods._quadrature import alpha_grid, nested_steps
 from ehrexplain.methods.integrated_gradients import GAP_FLOOR, ConvergenceWarning
 from ehrexplain.testing import FunctionModel
 
@@ -30,6 +31,31 @@ def independent_gap(model, batch):
 
 def bound(gap, tolerance=TOLERANCE):
     return tolerance * gap.abs().clamp_min(GAP_FLOOR)
+
+
+def test_clenshaw_curtis_rules_are_exact_and_nested():
+    assert nested_steps(65) == [2, 3, 5, 9, 17, 33, 65]
+    for points in (2, 3, 5, 9, 17, 33):
+        alphas, weights = alpha_grid(points, "clenshaw_curtis")
+        for degree in range(points):  # exact up to degree points - 1
+            assert (weights * alphas**degree).sum().item() == pytest.approx(1 / (degree + 1), abs=1e-12)
+        finer, _ = alpha_grid(2 * points - 1, "clenshaw_curtis")
+        assert torch.equal(finer[::2], alphas)  # every node reused by the next rule
+    assert alpha_grid(3, "clenshaw_curtis")[0].tolist() == [0.0, 0.5, 1.0]
+
+
+def test_unconverged_patient_keeps_its_smallest_delta():
+    """A ReLU kink at α = 0.05: the 5-point rule happens to beat the 9-point one; it is kept and named."""
+    toy = FunctionModel(lambda x: torch.relu(x[:, 0] - 0.05))
+    x, b = torch.tensor([[1.0]]), {"x": torch.zeros(1, 1)}
+    ig = IntegratedGradients(toy, use_embeddings=False)
+    with pytest.warns(ConvergenceWarning, match="1 of 1 patients"):
+        scores, delta, steps = ig.attribute(x=x, baseline=b, tolerance=TOLERANCE, max_steps=9,
+                                            return_convergence_delta=True, return_steps=True)  # fmt: skip
+    errors = {n: (ig.attribute(x=x, baseline=b, steps=n, alpha_rule="clenshaw_curtis")["x"].sum() - 0.95).abs().item()
+              for n in (2, 3, 5, 9)}  # fmt: skip
+    best = min(errors, key=errors.get)
+    assert best < 9 and steps.item() == best and delta.abs().item() == pytest.approx(errors[best], abs=1e-6)
 
 
 @pytest.fixture(scope="module")

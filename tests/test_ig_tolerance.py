@@ -213,3 +213,15 @@ def test_bad_arguments(transformer, flat_batch, options, error, match):
     with pytest.raises(error, match=match):
         IntegratedGradients(transformer).attribute(**flat_batch, **options)
     assert_restored(transformer, training_before=False)
+
+
+def test_readme_point_counts_hold(held_out_demo):
+    """README's benchmark paragraph: ehrexplain's path points on the bench's 32 held-out patients."""
+    import re
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    used, low, high = map(int, re.search(r"ehrexplain used (\d+) path points \((\d+) to (\d+) per patient\)", text).groups())
+    batch = held_out_demo.cohort.batch(held_out_demo.test[:32])
+    _, steps = IntegratedGradients(held_out_demo.transformer).attribute(**batch, tolerance=1e-3, return_steps=True)
+    assert (int(steps.sum()), int(steps.min()), int(steps.max())) == (used, low, high)

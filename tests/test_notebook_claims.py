@@ -144,3 +144,37 @@ def test_markdown_cells_state_no_uncomputed_numbers(notebook):
         if cell["cell_type"] == "markdown" and (found := uncomputed_numbers("".join(cell["source"])))
     }
     assert not problems, f"hand-typed numbers in Markdown (render them with teaching.say): {problems}"
+
+
+# --------------------------------------------------------------------------- exercises a student can check
+
+SOLUTION = r"<summary>Solutions?</summary>\s*```python\n(.*?)```"
+
+
+@pytest.mark.parametrize(
+    "notebook",
+    ["00_quickstart.ipynb", "01_synthetic_ehr_and_models.ipynb", "02_attention_rollout.ipynb",
+     "03_chefer_relevance.ipynb", "06_split_interface.ipynb"],
+)
+def test_the_shown_solutions_pass_every_checker_and_the_placeholders_do_not(notebook, capsys):
+    """Run the notebook as stored (placeholders), then its shown solutions, then every checker cell again."""
+    cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
+    solutions = [s for c in cells if c["cell_type"] == "markdown" for s in re.findall(SOLUTION, "".join(c["source"]), re.S)]
+    checkers = ["".join(c["source"]) for c in cells if c["cell_type"] == "code" and "grade(" in "".join(c["source"])]
+    assert solutions and checkers, "every notebook of the series ends with checkable exercises and shown solutions"
+    namespace: dict = {}
+    threads = torch.get_num_threads()
+    try:
+        for cell in cells:
+            source = "".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))
+            if cell["cell_type"] == "code" and "raises-exception" not in cell.get("metadata", {}).get("tags", []):
+                exec(compile(source, notebook, "exec"), namespace)
+        as_stored = capsys.readouterr().out
+        assert "not answered yet" in as_stored and "✓ correct" not in as_stored
+        for source in solutions + checkers:
+            exec(compile(source, notebook, "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)
+        matplotlib.pyplot.close("all")
+    graded = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("✓ correct", "✗", "…"))]
+    assert graded and all(line == "✓ correct" for line in graded), graded

@@ -96,7 +96,7 @@ NAMES_NOT_NUMBERS = [
     r"arXiv:\d{4}\.\d{4,5}",  # arXiv identifiers (before years: they start like one)
     r"(?m)^#+\s*\d{2}\s*·",  # a notebook's number in its title: "# 02 · Attention Rollout"
     r"(?m)^#+\s*\d+(\.\d+)*\.",  # section numbers: "## 3. With ehrexplain"
-    r"(?i)\bnotebooks?\s+\d{2}(\s*(,|and|to|or)\s*\d{2})*",  # references to other notebooks: "notebook 07"
+    r"(?i)\bnotebooks?\s+\d{2}(\s*(,|and|to|or|–|-)\s*\d{2})*",  # references to other notebooks: "notebook 07"
     r"\b\d{2}\s*·",  # notebook titles in link text: "[04 · Integrated Gradients]"
     r"\b(Exercises?|exercises?|[Ss]ections?|steps?)\s+\d+",  # exercise and section numbers
     r"\b(19|20)\d{2}\b",  # publication years in citations: "ACL 2020"

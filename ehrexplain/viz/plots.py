@@ -264,7 +264,8 @@ def _token_ticks(ax, tokens, size: int, name: str) -> None:
     ax.set_yticks(range(size), tokens)
 
 
-def plot_rollout_matrix(matrix, *, tokens=None, title="Attention rollout", ax=None):
+def plot_rollout_matrix(matrix, *, tokens=None, title="Attention rollout", ax=None,
+                        colorbar_label="share of the source token"):
     """Heat map of a ``[seq, seq]`` rollout (or relevance) matrix.
 
     Row ``i`` shows how much query token ``i`` draws from each source token (columns).
@@ -274,6 +275,7 @@ def plot_rollout_matrix(matrix, *, tokens=None, title="Attention rollout", ax=No
         tokens: Optional labels, one per position.
         title: Axes title.
         ax: Axes to draw into; a new Figure when ``None``.
+        colorbar_label: what the colours measure (a relevance matrix is not a share).
 
     Returns:
         The Figure.
@@ -289,7 +291,7 @@ def plot_rollout_matrix(matrix, *, tokens=None, title="Attention rollout", ax=No
     _token_ticks(ax, tokens, len(array), "matrix rows")
     ax.set_xlabel("source token")
     ax.set_ylabel("query token")
-    fig.colorbar(image, ax=ax)
+    fig.colorbar(image, ax=ax, label=colorbar_label)
     if title:
         ax.set_title(title)
     return fig

@@ -80,6 +80,13 @@ def widget_page(widget, title: str = "ehrexplain") -> str:
 
 def save_html(view, path, title: str = "ehrexplain") -> Path:
     """Write ``view`` (a widget, or an HTML string such as a token heat map) to a standalone file."""
+    from ipywidgets import Widget
+
+    if not isinstance(view, (str, Widget)):
+        raise TypeError(
+            f"save_html needs an ipywidgets widget (e.g. an ExplanationExplorer) or an HTML string; "
+            f"got {type(view).__name__}"
+        )
     path = Path(path)
     if isinstance(view, str):
         text = f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="UTF-8"><title>{html.escape(title)}</title></head>\n<body>\n{view}\n</body>\n</html>\n'

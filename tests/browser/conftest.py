@@ -18,19 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-#: Text the widget manager shows when a view cannot be drawn.
-WIDGET_ERRORS = ("Error displaying widget", "Loading widget", "Failed to load model class", "No version of module")
-
-
-def chromium_path() -> str | None:
-    """The system Chromium, or None."""
-    for candidate in (os.environ.get("EHREXPLAIN_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
+from browser_support import REPO, SCREENSHOTS, chromium_path
 
 
 def pytest_collection_modifyitems(items):

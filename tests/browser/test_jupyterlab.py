@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import SCREENSHOTS, WIDGET_ERRORS
+from browser_support import screenshot, widget_errors
 from lab_actions import notebook_text, open_notebook, run_all
 
 
@@ -17,7 +17,7 @@ def test_quickstart_explorer_answers_its_controls(page, lab):
     explorer = explorer_output(page)
     explorer.locator("img.widget-image").wait_for(timeout=30_000)
     text = notebook_text(page)
-    assert not [e for e in WIDGET_ERRORS if e in text], text[-2000:]
+    assert not widget_errors(text), text[-2000:]
     message = explorer.locator(".widget-html-content").filter(has_text="p(label = 1)").first
     image = explorer.locator("img.widget-image")
     before_message, before_image = message.inner_text(), image.get_attribute("src")
@@ -38,6 +38,5 @@ def test_quickstart_explorer_answers_its_controls(page, lab):
     )
     page.wait_for_function("(el) => el.innerText.includes('completeness delta')", arg=message.element_handle())
     assert explorer.locator(".widget-slider:has-text('IG steps')").is_visible()
-    SCREENSHOTS.mkdir(exist_ok=True)
-    explorer.screenshot(path=str(SCREENSHOTS / "quickstart_explorer_after_controls.png"))
+    screenshot(explorer, "quickstart_explorer_after_controls")
     assert not page.errors

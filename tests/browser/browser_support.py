@@ -46,3 +46,12 @@ def offline(page) -> list[str]:
 
     page.route("**/*", handle)
     return blocked
+
+
+def new_page(browser):
+    """A page in its own context that records page errors in ``page.errors``."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    return page

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_support import REPO, SCREENSHOTS, chromium_path
+from browser_support import REPO, SCREENSHOTS, chromium_path, new_page
 
 
 def pytest_collection_modifyitems(items):
@@ -50,17 +50,14 @@ def browser():
 @pytest.fixture
 def page(browser, request):
     """A fresh page that records page errors; screenshot saved at the end, pass or fail."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page = new_page(browser)
     yield page
     SCREENSHOTS.mkdir(exist_ok=True)
     name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
     try:
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
     finally:
-        context.close()
+        page.context.close()
 
 
 def free_port() -> int:

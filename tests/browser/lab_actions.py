@@ -35,18 +35,41 @@ def command(page, name: str, args: dict | None = None) -> None:
     page.evaluate("([name, args]) => window.jupyterapp.commands.execute(name, args)", [name, args or {}])
 
 
-def run_all(page, timeout: float = 240) -> None:
-    """Clear outputs, Run All, and wait until every code cell has run; fail on a traceback."""
+def start_run_all(page) -> None:
+    """Clear outputs and Run All (returns at once)."""
     command(page, "notebook:clear-all-cell-outputs")
     command(page, "notebook:run-all-cells")
+
+
+def finished(page) -> bool:
+    """Whether every code cell has run; fails on a traceback from a cell not tagged raises-exception."""
+    progress = page.evaluate(_PROGRESS)
+    assert not progress["errors"], f"a cell failed: {progress['errors']}"
+    return bool(progress["total"]) and progress["pending"] == 0
+
+
+def run_all(page, timeout: float = 240) -> None:
+    """Run All and wait until every code cell has run."""
+    start_run_all(page)
     deadline = time.monotonic() + timeout
-    while True:
-        progress = page.evaluate(_PROGRESS)
-        assert not progress["errors"], f"a cell failed: {progress['errors']}"
-        if progress["total"] and progress["pending"] == 0:
-            return
-        assert time.monotonic() < deadline, f"{progress['pending']} of {progress['total']} cells still running"
+    while not finished(page):
+        assert time.monotonic() < deadline, "cells still running after {timeout} s"
         page.wait_for_timeout(500)
+
+
+#: JavaScript: widget views in the outputs (by the notebook model), how many drew a widget, how many
+#: are wider than their output area (must scroll inside, not as a whole), how many images are blank.
+WIDGET_VIEWS = """() => {
+  const cells = window.jupyterapp.shell.currentWidget.content.widgets.filter(c => c.model.type === 'code');
+  const mime = 'application/vnd.jupyter.widget-view+json';
+  const expected = cells.flatMap(c => c.model.outputs.toJSON()).filter(o => o.data && o.data[mime]).length;
+  const outputs = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')];
+  const drawn = outputs.filter(o => o.querySelector(':scope > .jupyter-widgets')).length;
+  const images = [...document.querySelectorAll('.jp-OutputArea-output img.widget-image')];
+  const wide = outputs.map(o => o.querySelector(':scope > .jupyter-widgets'))
+    .filter(w => w && w.scrollWidth > w.parentElement.clientWidth + 1).length;
+  return {expected, drawn, wide, blank_images: images.filter(i => !(i.complete && i.naturalWidth > 0)).length};
+}"""
 
 
 def notebook_text(page) -> str:

@@ -1,0 +1,70 @@
+"""Smoke run of every notebook that uses a widget: Run All in JupyterLab, every widget view draws."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from browser_support import REPO, new_page, screenshot, widget_errors
+from lab_actions import WIDGET_VIEWS, finished, notebook_text, open_notebook, start_run_all
+
+#: Run at once (each kernel mostly waits on its own single torch thread).
+PARALLEL = 3
+_USES_WIDGETS = re.compile(r"\bipywidgets\b|ehrexplain\.viz\.widgets|\binteract\(")
+
+
+def widget_notebooks() -> list[str]:
+    """Notebooks whose code cells use a widget (found by scanning, so new notebooks are included)."""
+    found = []
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        if any(_USES_WIDGETS.search("".join(c["source"])) for c in cells if c["cell_type"] == "code"):
+            found.append(path.name)
+    return found
+
+
+def test_widget_notebooks_are_found():
+    found = widget_notebooks()
+    assert "00_quickstart.ipynb" in found and "07_comparing_and_evaluating.ipynb" in found
+    texts = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "notebooks").glob("*.ipynb")}
+    assert all("widget-view+json" in texts[name] for name in found)  # each displays one (when run)
+
+
+def _check_rendered(page, name: str) -> None:
+    deadline = time.monotonic() + 30
+    while (views := page.evaluate(WIDGET_VIEWS))["drawn"] < views["expected"] and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    assert views["expected"] > 0, f"{name}: no widget view in the outputs"
+    assert views["drawn"] == views["expected"] and views["blank_images"] == views["wide"] == 0, f"{name}: {views}"
+    text = notebook_text(page)
+    assert not widget_errors(text), f"{name}: {widget_errors(text)}"
+    assert "children=(" not in text, f"{name}: a widget shown as its repr"
+    assert not page.errors, f"{name}: {page.errors}"
+    for i, output in enumerate(page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)").all()):
+        screenshot(output, f"notebook_{name.removesuffix('.ipynb')}_widget_{i}")
+
+
+def test_every_widget_notebook_runs_and_draws_its_widgets(browser, lab):
+    """The quickstart is run by test_jupyterlab; the others here, PARALLEL at a time."""
+    queue = [name for name in widget_notebooks() if name != "00_quickstart.ipynb"]
+    import os; queue = [q for q in queue if q[:2] in os.environ.get("ONLY", "0102030405060708")]  # DEBUG
+    running: dict[str, object] = {}
+    deadline = time.monotonic() + 600
+    while queue or running:
+        while queue and len(running) < PARALLEL:
+            name = queue.pop(0)
+            page = running[name] = new_page(browser)
+            open_notebook(page, lab, name)
+            start_run_all(page)
+        for name, page in list(running.items()):
+            try:
+                done = finished(page)
+            except AssertionError as error:
+                raise AssertionError(f"{name}: {error}") from None
+            if done:
+                _check_rendered(page, name)
+                page.context.close()
+                del running[name]
+        assert time.monotonic() < deadline, f"still running: {sorted(running)}"
+        time.sleep(0.5)

@@ -48,7 +48,6 @@ def _check_rendered(page, name: str) -> None:
 def test_every_widget_notebook_runs_and_draws_its_widgets(browser, lab):
     """The quickstart is run by test_jupyterlab; the others here, PARALLEL at a time."""
     queue = [name for name in widget_notebooks() if name != "00_quickstart.ipynb"]
-    import os; queue = [q for q in queue if q[:2] in os.environ.get("ONLY", "0102030405060708")]  # DEBUG
     running: dict[str, object] = {}
     deadline = time.monotonic() + 600
     while queue or running:

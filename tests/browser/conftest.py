@@ -21,6 +21,7 @@ import pytest
 from browser_support import REPO, SCREENSHOTS, chromium_path, new_page
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     skip = None
     if chromium_path() is None:

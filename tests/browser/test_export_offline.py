@@ -9,6 +9,8 @@ from browser_support import offline, screenshot, widget_errors
 from ehrexplain.viz.export import save_html
 from ehrexplain.viz.widgets import AttentionLayersExplorer, ComparisonDashboard, ExplanationExplorer
 
+pytestmark = pytest.mark.browser
+
 VIEWS = {
     "explorer": lambda model, cohort: ExplanationExplorer(model, cohort, index=3),
     "dashboard": lambda model, cohort: ComparisonDashboard(

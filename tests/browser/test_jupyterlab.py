@@ -9,6 +9,8 @@ import pytest
 from browser_support import new_page, offline, screenshot, widget_errors
 from lab_actions import command, notebook_text, open_notebook, run_all
 
+pytestmark = pytest.mark.browser
+
 QUICKSTART = "00_quickstart.ipynb"
 
 

@@ -6,8 +6,11 @@ import json
 import re
 import time
 
+import pytest
 from browser_support import REPO, new_page, screenshot, widget_errors
 from lab_actions import WIDGET_VIEWS, finished, notebook_text, open_notebook, start_run_all
+
+pytestmark = pytest.mark.browser
 
 #: Run at once (each kernel mostly waits on its own single torch thread).
 PARALLEL = 3

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from browser_support import offline, screenshot, widget_errors
 
+from ehrexplain.testing import ForwardOnlyModel
 from ehrexplain.viz.export import save_html
 from ehrexplain.viz.widgets import AttentionLayersExplorer, ComparisonDashboard, ExplanationExplorer
 
@@ -18,6 +19,7 @@ VIEWS = {
         metrics=pd.DataFrame({"comprehensiveness": [0.1, 0.2]}, index=pd.Index(["rollout", "deeplift"], name="method")),
     ),
     "layers": lambda model, cohort: AttentionLayersExplorer(model, cohort, index=3),
+    "forward_only": lambda model, cohort: ExplanationExplorer(ForwardOnlyModel(model), cohort, index=3),
 }  # fmt: skip
 
 
@@ -36,8 +38,12 @@ def test_exported_view_renders_offline(kind, page, tmp_path, demo_transformer, d
     body = page.inner_text("body")
     assert not page.errors, page.errors
     assert not widget_errors(body)
-    if kind == "explorer":
+    if kind in ("explorer", "forward_only"):
         assert "p(label = 1)" in body and "patient 3:" in body
+    if kind == "forward_only":  # impossible methods are not offered; the reason is on the page
+        assert page.locator("select option").all_inner_texts()[0] == "Attention\u00a0Rollout"
+        assert "Chefer\u00a0relevance" not in page.locator("select").first.inner_text()
+        assert "unavailable: Chefer relevance: needs attention gradients" in body
     label = page.locator(".widget-label").first
     font = label.evaluate("(el) => getComputedStyle(el).fontFamily")
     assert "serif" not in font.replace("sans-serif", ""), font

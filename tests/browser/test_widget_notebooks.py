@@ -45,12 +45,15 @@ def _check_rendered(page, name: str) -> None:
     assert not widget_errors(text), widget_errors(text)
     assert "children=(" not in text, "a widget shown as its repr"
     assert not page.errors, page.errors
-    for i, output in enumerate(page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)").all()):
+    outputs = page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)").all()
+    for i, output in enumerate(o for o in outputs if o.is_visible()):  # not an empty Output inside a widget
         screenshot(output, f"notebook_{name.removesuffix('.ipynb')}_widget_{i}")
 
 
 def test_every_widget_notebook_runs_and_draws_its_widgets(browser, lab):
     """The quickstart is run by test_jupyterlab; the others here, PARALLEL at a time; all failures reported."""
+    from playwright.sync_api import Error as PlaywrightError
+
     queue = [name for name in widget_notebooks() if name != "00_quickstart.ipynb"]
     running, failures = {}, {}
     deadline = time.monotonic() + 900
@@ -65,8 +68,8 @@ def test_every_widget_notebook_runs_and_draws_its_widgets(browser, lab):
                 if not finished(page):
                     continue
                 _check_rendered(page, name)
-            except AssertionError as error:
-                failures[name] = str(error)
+            except (AssertionError, PlaywrightError) as error:
+                failures[name] = str(error)[:2000]
             page.context.close()
             del running[name]
         assert time.monotonic() < deadline, f"still running: {sorted(running)}"

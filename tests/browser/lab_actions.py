@@ -20,7 +20,8 @@ _PROGRESS = """() => {
 
 def open_notebook(page, lab, name: str) -> None:
     """Open ``name`` in JupyterLab and wait for its kernel."""
-    page.goto(f"{lab.url}/lab/tree/{name}")
+    workspace = name.removesuffix(".ipynb").replace(" ", "_")  # one per notebook, reset: no tabs of other tests
+    page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{name}?reset")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                            " && window.jupyterapp.shell.currentWidget.context", timeout=60_000)
     page.wait_for_function(

@@ -2,8 +2,10 @@
 
 Figures are shown as PNG ``Image`` widgets, so an explorer renders the same in
 JupyterLab, in a notebook saved to GitHub and in an exported HTML file, and
-nothing leaks to stdout under nbval. Errors (a patient out of range, a method
-the model cannot support) appear as a message in the widget.
+nothing leaks to stdout under nbval. Errors (a patient out of range, a failing
+explanation) appear as a message in the widget; methods the model cannot support
+are not offered but listed with the reason. Display data also carries the current
+view as HTML/PNG (:mod:`.static_view`) for places without a kernel.
 
 Example:
     >>> # from ehrexplain.viz.widgets import ExplanationExplorer

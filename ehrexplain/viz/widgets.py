@@ -178,7 +178,8 @@ class ComparisonDashboard(StaticFallback, widgets.VBox):
         if metrics is not None:
             rows = metrics.reset_index().to_dict("records")
             table = attribution_table_html(rows, element_id="ehrexplain-metrics")
-            self.table.value = f'<div style="overflow-x:auto;max-width:100%">{table}</div>'  # scrolls alone
+            # width 0 + min-width 100%: the table adds no width to the widget and scrolls on its own
+            self.table.value = f'<div style="overflow-x:auto;width:0;min-width:100%">{table}</div>'
         self.patient.observe(lambda _: self.refresh(), names="value")
         super().__init__([self.patient, self.unsupported, self.message, self.image, self.table])
         self.refresh()

@@ -29,6 +29,7 @@ def test_exported_view_renders_offline(kind, page, tmp_path, demo_transformer, d
 
     view = VIEWS[kind](demo_transformer, demo_cohort)
     path = save_html(view, tmp_path / f"{kind}.html", title=kind)
+    page.set_viewport_size({"width": 600, "height": 900})  # narrower than the figure and the table
     blocked = offline(page)
     page.goto(path.as_uri())  # waits for "load": the inlined renderer has run (or failed) by then
     assert not page.errors, page.errors  # e.g. "Automatic publicPath is not supported in this browser"
@@ -47,5 +48,7 @@ def test_exported_view_renders_offline(kind, page, tmp_path, demo_transformer, d
     label = page.locator(".widget-label").first
     font = label.evaluate("(el) => getComputedStyle(el).fontFamily")
     assert "serif" not in font.replace("sans-serif", ""), font
+    root_width = page.evaluate("() => document.querySelector('.jupyter-widgets.widget-vbox').scrollWidth")
+    assert root_width <= 600, f"the view is {root_width}px wide in a 600px window: it scrolls as a whole"
     assert not [url for url in blocked if not url.startswith("data:")], blocked
     screenshot(page, f"export_offline_{kind}")

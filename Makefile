@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make lab    set up .venv and open JupyterLab on the notebooks
-#   make test   set up .venv and run the unit tests and every notebook (nbval)
+#   make test   set up .venv and run the unit tests, every notebook (nbval) and the browser tests
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,7 @@ STAMP := $(VENV)/.ehrexplain-installed
 PYTHON312 := $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 
-.PHONY: lab test unit notebooks bench memory setup clean
+.PHONY: lab test unit notebooks browser bench memory setup clean
 
 setup: $(STAMP)
 
@@ -27,10 +27,21 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_quickstart.ipynb
 
-test: unit notebooks
+test: unit notebooks browser
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --ignore=tests/browser
+
+# JupyterLab and exported pages in the system Chromium (Playwright drives it; no downloaded browser).
+CHROMIUM := $(or $(EHREXPLAIN_CHROMIUM),$(shell command -v chromium 2>/dev/null),$(wildcard /usr/bin/chromium))
+
+browser: $(STAMP)
+	@if [ -n "$(CHROMIUM)" ]; then \
+		EHREXPLAIN_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m browser tests/browser; \
+	else \
+		echo "SKIPPED: browser tests (JupyterLab and exported pages in Chromium): no chromium found."; \
+		echo "         Enable them: sudo apt-get install chromium (or set EHREXPLAIN_CHROMIUM=/path/to/chromium), then make browser."; \
+	fi
 
 notebooks: $(STAMP)
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \

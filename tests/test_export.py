@@ -3,6 +3,8 @@
 import json
 import re
 
+import pytest
+
 from ehrexplain.viz import plot_code_attributions, token_heatmap_html
 from ehrexplain.viz.export import renderer_script, save_html, save_png
 from ehrexplain.viz.widgets import ExplanationExplorer
@@ -36,3 +38,17 @@ def test_html_string_and_png(tmp_path):
     assert snippet in page and page.startswith("<!DOCTYPE html>")
     png = save_png(plot_code_attributions(["E11.9", "I10"], [0.5, -0.2]), tmp_path / "bars.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_save_html_rejects_what_it_cannot_show(tmp_path):
+    with pytest.raises(TypeError, match="needs an ipywidgets widget .* or an HTML string; got NoneType"):
+        save_html(None, tmp_path / "none.html")
+    assert not (tmp_path / "none.html").exists()
+
+
+def test_page_gives_the_inlined_renderer_a_public_path(tmp_path, demo_transformer, demo_cohort):
+    """The bundle takes its public path from the first script's src; without one the page stays blank."""
+    page = save_html(ExplanationExplorer(demo_transformer, demo_cohort), tmp_path / "e.html").read_text(encoding="utf-8")
+    scripts = re.findall(r"<script[^>]*>", page)
+    assert re.search(r'src="[^"]+"', scripts[0]) and 'type="application/x-' in scripts[0]  # never run or fetched
+    assert scripts[1] == "<script>" and page.index(renderer_script()) > page.index(scripts[0])

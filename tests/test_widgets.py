@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from traitlets import TraitError
 
 from ehrexplain.testing import ForwardOnlyModel
 from ehrexplain.viz.widgets import AttentionLayersExplorer, ComparisonDashboard, ExplanationExplorer
@@ -61,14 +62,62 @@ def test_out_of_range_patient_is_a_message(demo_transformer, demo_cohort):
     assert "Traceback" not in explorer.message.value
 
 
-def test_unsupported_method_is_a_message(demo_transformer, demo_cohort):
+def test_unsupported_methods_are_not_offered_and_say_why(demo_transformer, demo_cohort):
     explorer = ExplanationExplorer(ForwardOnlyModel(demo_transformer), demo_cohort)
-    assert explorer.explanation.method == "rollout"  # rollout needs forward attention only
-    explorer.method.value = "chefer"
-    assert explorer.message.value.startswith('<div style="color:#b00020"><b>TypeError:</b>')
-    assert "CheferRelevance" in explorer.message.value and "Traceback" not in explorer.message.value
-    explorer.method.value = "integrated_gradients"
-    assert "forward_from_embedding" in explorer.message.value
+    assert [value for _, value in explorer.method.options] == ["rollout"]  # forward attention only
+    assert explorer.explanation.method == "rollout"
+    note = explorer.unsupported.value
+    assert "Chefer relevance: needs attention gradients" in note and "only AttentionInterpretable" in note
+    assert "Integrated Gradients: " in note and "forward_from_embedding" in note and "DeepLIFT: " in note
+    with pytest.raises(TraitError):
+        explorer.method.value = "chefer"
+    assert ExplanationExplorer(demo_transformer, demo_cohort).unsupported.value == ""
+
+
+def test_model_supporting_no_method_is_a_clear_error(flat_mlp, demo_cohort):
+    with pytest.raises(TypeError, match="MLP supports none of .*rollout.*needs attention maps"):
+        ExplanationExplorer(flat_mlp, demo_cohort, methods=("rollout", "chefer"))
+
+
+def test_one_logit_probability_reads_as_label_1(demo_transformer, demo_cohort):
+    from ehrexplain.perturbation import predict
+
+    explorer = ExplanationExplorer(demo_transformer, demo_cohort, index=5)
+    assert demo_transformer.get_output_size() == 1
+    out = demo_transformer(**demo_cohort.batch([5]))
+    p_label_1 = float(out["y_prob"].detach().reshape(-1)[0])
+    assert f"p(label = 1) = {p_label_1:.2f}" in explorer.message.value
+    assert "class 0" not in explorer.message.value
+    assert float(predict(demo_transformer, demo_cohort.batch([5]))[0][0]) == pytest.approx(p_label_1)
+
+
+def test_multiclass_targets_are_named_by_label(multiclass_transformer, multiclass_dataset):
+    from ehrexplain.viz.method_choices import label_name
+
+    vocab = multiclass_dataset.output_processors["label"].label_vocab
+    names = {i: raw for raw, i in vocab.items()}
+    assert [label_name(multiclass_transformer, c) for c in range(3)] == [f"label = {names[c]}" for c in range(3)]
+
+
+def test_errors_are_messages_without_a_broken_image(demo_transformer, demo_cohort):
+    explorer = ExplanationExplorer(demo_transformer, demo_cohort)
+    assert explorer.image.layout.display is None and explorer.image.value
+    explorer.patient.value = 1000
+    assert explorer.image.layout.display == "none" and explorer.image.value == b""
+    explorer.patient.value = 1
+    assert explorer.image.layout.display is None and explorer.image.value
+
+
+def test_runtime_error_is_shown_not_raised(demo_transformer, demo_cohort):
+    explorer = ExplanationExplorer(demo_transformer, demo_cohort)
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    explorer.explain = fails
+    explorer.patient.value = 3
+    assert "<b>RuntimeError:</b> CUDA out of memory (simulated)" in explorer.message.value
+    assert explorer.image.layout.display == "none"
 
 
 def test_dashboard_compares_all_methods(demo_transformer, demo_cohort):
@@ -106,3 +155,34 @@ def test_explorer_warns_when_scores_miss_the_gap(demo_transformer, demo_cohort):
     share = explorer.explanation.relative_delta
     assert share > 0.1, "the all-padding baseline should leave a visible completeness gap on the Transformer"
     assert f"The scores miss {share:.0%}" in explorer.message.value and "all-padding baseline" in explorer.message.value
+
+
+@pytest.mark.parametrize("kind", ["explorer", "dashboard", "layers"])
+def test_display_data_carries_a_static_view(kind, demo_transformer, demo_cohort):
+    """Without a widget manager (no kernel, untrusted, nbconvert) the current figure still shows."""
+    import base64
+
+    make = {
+        "explorer": lambda: ExplanationExplorer(demo_transformer, demo_cohort, index=2),
+        "dashboard": lambda: ComparisonDashboard(demo_transformer, demo_cohort, index=2),
+        "layers": lambda: AttentionLayersExplorer(demo_transformer, demo_cohort, index=2),
+    }
+    view = make[kind]()
+    bundle = view._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == view.model_id
+    assert base64.b64decode(bundle["image/png"]) == view.image.value
+    assert bundle["image/png"] in bundle["text/html"]  # the figure, inline, in the HTML view
+    assert view.message.value in bundle["text/html"] and "patient: 2" in bundle["text/html"]
+    assert "children=" not in bundle["text/plain"]
+
+
+def test_static_view_follows_the_current_state(demo_transformer, demo_cohort):
+    explorer = ExplanationExplorer(demo_transformer, demo_cohort)
+    before = explorer._repr_mimebundle_()
+    explorer.method.value = "deeplift"
+    after = explorer._repr_mimebundle_()
+    assert after["image/png"] != before["image/png"] and "method: DeepLIFT" in after["text/html"]
+    assert "IG steps" not in after["text/html"]  # hidden controls stay hidden
+    explorer.patient.value = 1000
+    broken = explorer._repr_mimebundle_()
+    assert "image/png" not in broken and "out of range" in broken["text/html"] and "<img" not in broken["text/html"]

@@ -2,8 +2,10 @@
 
 Figures are shown as PNG ``Image`` widgets, so an explorer renders the same in
 JupyterLab, in a notebook saved to GitHub and in an exported HTML file, and
-nothing leaks to stdout under nbval. Errors (a patient out of range, a method
-the model cannot support) appear as a message in the widget.
+nothing leaks to stdout under nbval. Errors (a patient out of range, a failing
+explanation) appear as a message in the widget; methods the model cannot support
+are not offered but listed with the reason. Display data also carries the current
+view as HTML/PNG (:mod:`.static_view`) for places without a kernel.
 
 Example:
     >>> # from ehrexplain.viz.widgets import ExplanationExplorer
@@ -19,14 +21,9 @@ import ipywidgets as widgets
 
 from ..explanation import BASELINES, explain_patient
 from .html import attribution_table_html, token_heatmap_html
+from .method_choices import METHOD_LABELS, label_name, method_support, n_classes, unsupported_html
 from .plots import plot_code_attributions, plot_method_comparison, plot_rollout_matrix
-
-METHOD_LABELS = {
-    "rollout": "Attention Rollout",
-    "chefer": "Chefer relevance",
-    "integrated_gradients": "Integrated Gradients",
-    "deeplift": "DeepLIFT",
-}
+from .static_view import StaticFallback
 
 
 def figure_png(figure) -> bytes:
@@ -41,8 +38,8 @@ def error_html(error: Exception) -> str:
     return f'<div style="color:#b00020"><b>{type(error).__name__}:</b> {html.escape(str(error))}</div>'
 
 
-def _n_classes(model) -> int:
-    return int(model.get_output_size()) if hasattr(model, "get_output_size") else 1
+#: What an explanation can raise on a bad choice; shown in the widget, never swallowed.
+SHOWN_ERRORS = (IndexError, KeyError, TypeError, ValueError, RuntimeError)
 
 
 class _CachedExplainer:
@@ -58,7 +55,7 @@ class _CachedExplainer:
         return self.cache[key]
 
 
-class ExplanationExplorer(widgets.VBox):
+class ExplanationExplorer(StaticFallback, widgets.VBox):
     """Pick a patient, a method, a target class and the method's options; see the explanation.
 
     Attributes set by each refresh (handy in tests): ``explanation``, ``figure``,
@@ -69,12 +66,14 @@ class ExplanationExplorer(widgets.VBox):
     """
 
     def __init__(self, model, cohort, methods=tuple(METHOD_LABELS), index: int = 0):
-        self.explain = _CachedExplainer(model, cohort)
+        self.explain, self.model = _CachedExplainer(model, cohort), model
+        supported, reasons = method_support(model, methods)
         self.patient = widgets.IntText(value=index, description="patient")
-        self.method = widgets.Dropdown(options=[(METHOD_LABELS.get(m, m), m) for m in methods], description="method")
-        classes = _n_classes(model)
+        self.method = widgets.Dropdown(options=[(METHOD_LABELS.get(m, m), m) for m in supported], description="method")
+        self.unsupported = widgets.HTML(unsupported_html(reasons))
+        classes = n_classes(model)
         self.target = widgets.Dropdown(
-            options=[("predicted", None)] + [(f"class {c}", c) for c in range(classes if classes > 1 else 0)],
+            options=[("predicted", None)] + [(label_name(model, c), c) for c in range(classes if classes > 1 else 0)],
             description="target",
         )
         self.steps = widgets.IntSlider(value=32, min=4, max=256, step=4, description="IG steps")
@@ -82,12 +81,13 @@ class ExplanationExplorer(widgets.VBox):
         self.head_fusion = widgets.Dropdown(options=["mean", "max", "min"], description="heads")
         self.discard_ratio = widgets.FloatSlider(value=0.0, min=0.0, max=0.9, step=0.1, description="discard")
         self.message, self.heatmap = widgets.HTML(), widgets.HTML()
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="min(720px, 100%)"))
         self.explanation = self.figure = None
         controls = [self.patient, self.method, self.target, self.steps, self.baseline, self.head_fusion, self.discard_ratio]
         for control in controls:
             control.observe(lambda _: self.refresh(), names="value")
-        super().__init__([widgets.HBox(controls[:3]), widgets.HBox(controls[3:]), self.message, self.image, self.heatmap])
+        rows = [widgets.HBox(controls[:3]), widgets.HBox(controls[3:]), self.unsupported]
+        super().__init__([*rows, self.message, self.image, self.heatmap])
         self.refresh()
 
     def options(self) -> dict:
@@ -134,12 +134,14 @@ class ExplanationExplorer(widgets.VBox):
         self._show_relevant_controls()
         try:
             explanation = self.explain(self.patient.value, self.method.value, **self.options())
-        except (IndexError, KeyError, TypeError, ValueError) as error:
+        except SHOWN_ERRORS as error:
             self.message.value = error_html(error)
             self.image.value, self.heatmap.value = b"", ""  # no stale view under the message
+            self.image.layout.display = "none"  # and no broken-image icon
             return
         self.explanation = explanation
-        title = f"patient {explanation.index}: p(class {explanation.target}) = {explanation.probability:.2f}"
+        self.image.layout.display = None
+        title = f"patient {explanation.index}: p({label_name(self.model, explanation.target)}) = {explanation.probability:.2f}"
         if explanation.delta is not None:
             title += f", completeness delta = {explanation.delta:+.3g}"
         self.message.value = html.escape(title) + self._delta_warning(explanation)
@@ -154,7 +156,7 @@ class ExplanationExplorer(widgets.VBox):
         )  # fmt: skip
 
 
-class ComparisonDashboard(widgets.VBox):
+class ComparisonDashboard(StaticFallback, widgets.VBox):
     """All methods side by side for one patient, plus a cohort metrics table.
 
     Args:
@@ -166,16 +168,20 @@ class ComparisonDashboard(widgets.VBox):
     """
 
     def __init__(self, model, cohort, methods=tuple(METHOD_LABELS), metrics=None, index: int = 0):
-        self.explain, self.methods = _CachedExplainer(model, cohort), list(methods)
+        self.methods, reasons = method_support(model, methods)
+        self.explain = _CachedExplainer(model, cohort)
         self.patient = widgets.IntText(value=index, description="patient")
-        self.message, self.table = widgets.HTML(), widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.message, self.unsupported = widgets.HTML(), widgets.HTML(unsupported_html(reasons))
+        self.table = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.figure, self.explanations = None, {}
         if metrics is not None:
             rows = metrics.reset_index().to_dict("records")
-            self.table.value = attribution_table_html(rows, element_id="ehrexplain-metrics")
+            table = attribution_table_html(rows, element_id="ehrexplain-metrics")
+            # width 0 + min-width 100%: the table adds no width to the widget and scrolls on its own
+            self.table.value = f'<div style="overflow-x:auto;width:0;min-width:100%">{table}</div>'
         self.patient.observe(lambda _: self.refresh(), names="value")
-        super().__init__([self.patient, self.message, self.image, self.table])
+        super().__init__([self.patient, self.unsupported, self.message, self.image, self.table])
         self.refresh()
 
     def refresh(self) -> None:
@@ -183,11 +189,12 @@ class ComparisonDashboard(widgets.VBox):
         for method in self.methods:
             try:
                 explanations[method] = self.explain(self.patient.value, method)
-            except (IndexError, TypeError, ValueError) as error:
+            except SHOWN_ERRORS as error:
                 problems.append(f"{METHOD_LABELS.get(method, method)}: {error}")
                 if isinstance(error, IndexError):
                     break
         self.message.value = error_html(ValueError("; ".join(problems))) if problems else ""
+        self.image.layout.display = None if explanations else "none"
         if not explanations:
             return
         self.explanations = explanations
@@ -197,7 +204,7 @@ class ComparisonDashboard(widgets.VBox):
         self.image.value = figure_png(self.figure)
 
 
-class AttentionLayersExplorer(widgets.VBox):
+class AttentionLayersExplorer(StaticFallback, widgets.VBox):
     """Step through layers and heads and watch the rollout product build up.
 
     Left: the chosen layer's attention (one head, or heads fused by mean).
@@ -215,7 +222,8 @@ class AttentionLayersExplorer(widgets.VBox):
         self.patient = widgets.IntText(value=index, description="patient")
         self.layer = widgets.IntSlider(value=1, min=1, max=1, description="layer")
         self.head = widgets.Dropdown(options=[("mean of heads", None)], description="head")
-        self.message, self.image = widgets.HTML(), widgets.Image(format="png")
+        self.message = widgets.HTML()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.figure, self.maps, self._cache = None, None, {}
         for control in (self.patient, self.layer, self.head):
             control.observe(lambda _: self.refresh(), names="value")
@@ -243,10 +251,11 @@ class AttentionLayersExplorer(widgets.VBox):
 
         try:
             maps, tokens = self._maps(self.patient.value)
-        except (IndexError, KeyError, TypeError, ValueError) as error:
+        except SHOWN_ERRORS as error:
             self.message.value = error_html(error)
+            self.image.layout.display = "none"
             return
-        self.maps = maps
+        self.maps, self.image.layout.display = maps, None
         self.layer.max = len(maps)
         heads = maps[0].shape[0]
         if len(self.head.options) != heads + 1:

@@ -1,0 +1,66 @@
+"""Which methods a model supports (with the reason for the others) and how its labels read.
+
+Example:
+    >>> from ehrexplain.viz.method_choices import unsupported_html
+    >>> "unavailable: Chefer relevance: needs" in unsupported_html({"chefer": "needs attention gradients"})
+    True
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from ..methods import make_interpreter
+
+METHOD_LABELS = {
+    "rollout": "Attention Rollout",
+    "chefer": "Chefer relevance",
+    "integrated_gradients": "Integrated Gradients",
+    "deeplift": "DeepLIFT",
+}
+
+
+def n_classes(model) -> int:
+    """Number of model outputs (1 for a PyHealth binary model: one logit, P(label = 1))."""
+    return int(model.get_output_size()) if hasattr(model, "get_output_size") else 1
+
+
+def label_name(model, target: int) -> str:
+    """The label a probability is about: ``label = 1`` for a one-logit model, else class ``target``'s name.
+
+    Example:
+        >>> # label_name(binary_model, 0) -> "label = 1"  (the one logit is P(label = 1))
+    """
+    index = 1 if n_classes(model) == 1 else int(target)
+    processors = getattr(getattr(model, "dataset", None), "output_processors", {}) or {}
+    vocab = next((getattr(p, "label_vocab", None) for p in processors.values()), None) or {}
+    names = {i: raw for raw, i in vocab.items()}
+    return f"label = {names.get(index, index)}"
+
+
+def method_support(model, methods) -> tuple[list[str], dict[str, str]]:
+    """The methods ``model`` supports, and why it cannot support each of the others.
+
+    Example:
+        >>> # method_support(ForwardOnlyModel(transformer), ["rollout", "chefer"])
+        >>> # (["rollout"], {"chefer": "needs attention gradients, but ForwardOnlyModel is only ..."})
+    """
+    supported, reasons = [], {}
+    for method in methods:
+        try:
+            make_interpreter(method, model)
+        except TypeError as error:
+            first_sentence = re.split(r"\.\s|;\s", str(error))[0]
+            reasons[method] = re.sub(r"^\S+ (?=needs)", "", first_sentence)
+        else:
+            supported.append(method)
+    if not supported:
+        raise TypeError(f"{type(model).__name__} supports none of {list(methods)}: {reasons}")
+    return supported, reasons
+
+
+def unsupported_html(reasons: dict[str, str]) -> str:
+    """One grey line per method the model cannot support, with the reason."""
+    lines = [f"{METHOD_LABELS.get(m, m)}: {reason}" for m, reason in reasons.items()]
+    return "".join(f'<div style="color:#666;font-size:12px">unavailable: {html.escape(line)}</div>' for line in lines)

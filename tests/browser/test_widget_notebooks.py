@@ -1,0 +1,77 @@
+"""Smoke run of every notebook that uses a widget: Run All in JupyterLab, every widget view draws."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from browser_support import REPO, new_page, screenshot, widget_errors
+from lab_actions import WIDGET_VIEWS, finished, notebook_text, open_notebook, start_run_all
+
+pytestmark = pytest.mark.browser
+
+#: Run at once (each kernel mostly waits on its own single torch thread).
+PARALLEL = 3
+_USES_WIDGETS = re.compile(r"\bipywidgets\b|ehrexplain\.viz\.widgets|\binteract\(")
+
+
+def widget_notebooks() -> list[str]:
+    """Notebooks whose code cells use a widget (found by scanning, so new notebooks are included)."""
+    found = []
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        if any(_USES_WIDGETS.search("".join(c["source"])) for c in cells if c["cell_type"] == "code"):
+            found.append(path.name)
+    return found
+
+
+def test_widget_notebooks_are_found():
+    found = widget_notebooks()
+    assert "00_quickstart.ipynb" in found and "07_comparing_and_evaluating.ipynb" in found
+    texts = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "notebooks").glob("*.ipynb")}
+    assert all("widget-view+json" in texts[name] for name in found)  # each displays one (when run)
+
+
+def _check_rendered(page, name: str) -> None:
+    deadline = time.monotonic() + 60
+    while (views := page.evaluate(WIDGET_VIEWS))["drawn"] < views["expected"] and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+    screenshot(page, f"notebook_{name.removesuffix('.ipynb')}_page")
+    assert views["expected"] > 0, "no widget view in the outputs"
+    assert views["drawn"] == views["expected"] and views["blank_images"] == views["wide"] == 0, views
+    text = notebook_text(page)
+    assert not widget_errors(text), widget_errors(text)
+    assert "children=(" not in text, "a widget shown as its repr"
+    assert not page.errors, page.errors
+    outputs = page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)").all()
+    for i, output in enumerate(o for o in outputs if o.is_visible()):  # not an empty Output inside a widget
+        screenshot(output, f"notebook_{name.removesuffix('.ipynb')}_widget_{i}")
+
+
+def test_every_widget_notebook_runs_and_draws_its_widgets(browser, lab):
+    """The quickstart is run by test_jupyterlab; the others here, PARALLEL at a time; all failures reported."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    queue = [name for name in widget_notebooks() if name != "00_quickstart.ipynb"]
+    running, failures = {}, {}
+    deadline = time.monotonic() + 900
+    while queue or running:
+        while queue and len(running) < PARALLEL:
+            name = queue.pop(0)
+            page = running[name] = new_page(browser)
+            open_notebook(page, lab, name)
+            start_run_all(page)
+        for name, page in list(running.items()):
+            try:
+                if not finished(page):
+                    continue
+                _check_rendered(page, name)
+            except (AssertionError, PlaywrightError) as error:
+                failures[name] = str(error)[:2000]
+            page.context.close()
+            del running[name]
+        assert time.monotonic() < deadline, f"still running: {sorted(running)}"
+        time.sleep(0.5)
+    assert not failures, failures

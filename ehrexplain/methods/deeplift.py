@@ -33,7 +33,12 @@ from torch import nn
 
 from ..model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
+from ._deeplift_rules import ExactMultipliers, InexactDeepLiftWarning
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit
+
+#: ``"exact"``: exact rules for every op (see ``_deeplift_rules``); ``"gradient"``: Rescale on
+#: activation modules, plain gradient elsewhere (the textbook shortcut, kept for comparison).
+MULTIPLIER_RULES = ("exact", "gradient")
 
 #: Elementwise activation modules whose backward is replaced by the Rescale rule.
 RESCALE_ACTIVATIONS = (
@@ -112,6 +117,19 @@ def rescale_activations(model: nn.Module):
             setattr(parent, name, child)
 
 
+@contextmanager
+def frozen_parameters(model: nn.Module):
+    """Parameters stop requiring grad (so only input-dependent tensors do); always restored."""
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    try:
+        for param, _ in flags:
+            param.requires_grad_(False)
+        yield model
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
+
+
 class DeepLift(Interpreter):
     """DeepLIFT (Rescale rule) for PyHealth models, with an honest completeness delta.
 
@@ -128,11 +146,14 @@ class DeepLift(Interpreter):
 
     signed_scores = True
 
-    def __init__(self, model, use_embeddings: bool = True):
+    def __init__(self, model, use_embeddings: bool = True, multiplier_rule: str = "exact"):
+        if multiplier_rule not in MULTIPLIER_RULES:
+            raise ValueError(f"multiplier_rule must be one of {MULTIPLIER_RULES}, got {multiplier_rule!r}")
         if use_embeddings:
             check_embedding_support(model, "DeepLift")
         super().__init__(model)
         self.use_embeddings = use_embeddings
+        self.multiplier_rule = multiplier_rule
 
     def attribute(
         self,
@@ -175,11 +196,22 @@ class DeepLift(Interpreter):
         return (scores, delta) if return_convergence_delta else scores
 
     def _multipliers(self, space: AttributionSpace, rows: torch.Tensor, targets: torch.Tensor) -> dict:
-        """Gradient at the input rows of a joint ``[x; b]`` pass with Rescale activations."""
+        """Gradient at the input rows of a joint ``[x; b]`` pass under the chosen multiplier rule."""
         inputs = {key: x.clone().requires_grad_(True) for key, x in space.inputs.items()}
         stacked = {key: torch.cat([inputs[key], space.baselines[key]]) for key in inputs}
-        with rescale_activations(self.model):
-            logits = space.forward(stacked, torch.cat([rows, rows]))
+        if self.multiplier_rule == "gradient":
+            with rescale_activations(self.model):
+                logits = space.forward(stacked, torch.cat([rows, rows]))
+        else:
+            with frozen_parameters(self.model), ExactMultipliers(batch=2 * len(rows)) as rules:
+                logits = space.forward(stacked, torch.cat([rows, rows]))
+            if rules.inexact:
+                warnings.warn(
+                    f"DeepLift has no exact rule for {sorted(rules.inexact)} in {type(self.model).__name__}; "
+                    "they used their plain gradient, so the convergence delta may be nonzero",
+                    InexactDeepLiftWarning,
+                    stacklevel=3,
+                )
         output = target_logit(logits[: len(rows)], targets).sum()
         grads = torch.autograd.grad(output, list(inputs.values()), allow_unused=True)
         return {key: torch.zeros_like(x) if g is None else g for (key, x), g in zip(inputs.items(), grads)}

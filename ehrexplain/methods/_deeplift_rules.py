@@ -32,74 +32,91 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 #: Below this |z_x - z_b| the Rescale secant is replaced by the slope at the midpoint.
 SECANT_TOLERANCE = 1e-10
 
+#: Softmax rows whose input and baseline maxima differ by more than this lose float32 precision:
+#: the shared shift leaves one row's sum near ``exp(-gap)`` and its multipliers cancel.
+SOFTMAX_CONDITION = 10.0
+
 
 class InexactDeepLiftWarning(UserWarning):
     """DeepLift met an op it cannot attribute exactly; the convergence delta may be nonzero."""
 
 
-def _midpoints(t: torch.Tensor) -> torch.Tensor:
+def pair_dim(t: torch.Tensor, batch: int) -> int | None:
+    """The dimension holding the stacked ``[x; b]`` batch: 0 if it fits, else the first that does."""
+    dims = [d for d, size in enumerate(t.shape) if size == batch]
+    return None if not dims else dims[0]
+
+
+def _midpoints(t: torch.Tensor, dim: int) -> torch.Tensor:
     """``[m; m]`` with ``m = (t_x + t_b) / 2``: each input row paired with its baseline row."""
-    x, b = t.detach().chunk(2)
+    x, b = t.detach().chunk(2, dim)
     mid = (x + b) / 2
-    return torch.cat([mid, mid])
+    return torch.cat([mid, mid], dim)
 
 
-def _input_rows(t: torch.Tensor) -> torch.Tensor:
+def _input_rows(t: torch.Tensor, dim: int) -> torch.Tensor:
     """``t`` with its baseline half zeroed: only input rows carry gradient."""
-    x, b = t.chunk(2)
-    return torch.cat([x, torch.zeros_like(b)])
+    x, b = t.chunk(2, dim)
+    return torch.cat([x, torch.zeros_like(b)], dim)
 
 
-def _secant(fn, z: torch.Tensor) -> torch.Tensor:
+def _secant(fn, z: torch.Tensor, dim: int) -> torch.Tensor:
     """Rescale multipliers ``[m; 0]`` of elementwise ``fn`` on stacked ``z = [z_x; z_b]``."""
-    z_x, z_b = z.detach().double().chunk(2)
+    z_x, z_b = z.detach().double().chunk(2, dim)
     dz = z_x - z_b
     with torch.enable_grad():
         mid = ((z_x + z_b) / 2).requires_grad_(True)
         slope = torch.autograd.grad(fn(mid).sum(), mid)[0]
     close = dz.abs() <= SECANT_TOLERANCE
     secant = torch.where(close, slope, (fn(z_x) - fn(z_b)) / torch.where(close, torch.ones_like(dz), dz))
-    return torch.cat([secant, torch.zeros_like(secant)]).to(z.dtype)
+    return torch.cat([secant, torch.zeros_like(secant)], dim).to(z.dtype)
 
 
 class _Rescale(torch.autograd.Function):
     """``fn(z)`` whose backward multiplies by the Rescale secant."""
 
     @staticmethod
-    def forward(ctx, fn, z):
-        ctx.save_for_backward(_secant(fn, z))
+    def forward(ctx, fn, z, dim):
+        ctx.save_for_backward(_secant(fn, z, dim))
         return fn(z)
 
     @staticmethod
     def backward(ctx, grad_output):
         (multiplier,) = ctx.saved_tensors
-        return None, grad_output * multiplier
+        return None, grad_output * multiplier, None
 
 
 class _Bilinear(torch.autograd.Function):
     """``op(a, b)`` (bilinear) whose backward uses the Shapley split of the two factors."""
 
     @staticmethod
-    def forward(ctx, op, a, b):
-        ctx.op = op
+    def forward(ctx, op, a, b, dims):
+        ctx.op, ctx.dims = op, dims
         ctx.save_for_backward(a, b)
         return op(a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
         a, b = ctx.saved_tensors
-        grad = _input_rows(grad_output)
+        dim_a, dim_b, batch = ctx.dims
+        grad = _input_rows(grad_output, pair_dim(grad_output, batch))
         with torch.enable_grad():
             a_, b_ = a.detach().requires_grad_(True), b.detach().requires_grad_(True)
-            grad_a = torch.autograd.grad(ctx.op(a_, _midpoints(b)), a_, grad)[0]
-            grad_b = torch.autograd.grad(ctx.op(_midpoints(a), b_), b_, grad)[0]
-        return None, grad_a, grad_b
+            grad_a = torch.autograd.grad(ctx.op(a_, _midpoints(b, dim_b)), a_, grad)[0]
+            grad_b = torch.autograd.grad(ctx.op(_midpoints(a, dim_a), b_), b_, grad)[0]
+        return None, grad_a, grad_b, None
+
+
+def opaque_modules(model: nn.Module) -> set[str]:
+    """Names of ``model``'s modules whose fused kernels no torch function mode can see (RNN, GRU, LSTM)."""
+    return {f"{type(m).__name__} (fused kernel)" for m in model.modules() if isinstance(m, nn.RNNBase)}
 
 
 def _tracked(value) -> bool:
@@ -136,24 +153,25 @@ class ExactMultipliers(TorchFunctionMode):
         return out
 
     # -- the two exact rules ------------------------------------------------------------
-    def _stacked(self, name: str, *tensors) -> bool:
-        """True when every tensor has the stacked batch first; otherwise names ``name`` inexact."""
-        if all(t.dim() > 0 and t.shape[0] == self.batch for t in tensors):
-            return True
-        self.inexact.add(f"{name} (first dimension is not the [input; baseline] batch)")
-        return False
+    def _pair_dims(self, name: str, *tensors) -> list[int] | None:
+        """Each tensor's ``[x; b]`` batch dimension; ``None`` (and ``name`` noted inexact) if one has none."""
+        dims = [pair_dim(t, self.batch) for t in tensors]
+        if None in dims:
+            self.inexact.add(f"{name} (no dimension holds the [input; baseline] batch)")
+            return None
+        return dims
 
     def rescale(self, fn, z: torch.Tensor, name: str = "elementwise") -> torch.Tensor:
         """``fn(z)`` with the Rescale multiplier (``fn`` elementwise)."""
-        if not self._stacked(name, z):
-            return fn(z)
-        return _Rescale.apply(fn, z)
+        dims = self._pair_dims(name, z)
+        return fn(z) if dims is None else _Rescale.apply(fn, z, dims[0])
 
     def product(self, op, a, b, name: str = "mul") -> torch.Tensor:
         """``op(a, b)`` for bilinear ``op``: Shapley split when both factors are input-dependent."""
-        if not (_tracked(a) and _tracked(b)) or not self._stacked(name, a, b):
+        if not (_tracked(a) and _tracked(b)):
             return op(a, b)
-        return _Bilinear.apply(op, a, b)
+        dims = self._pair_dims(name, a, b)
+        return op(a, b) if dims is None else _Bilinear.apply(op, a, b, (*dims, self.batch))
 
     # -- op rules --------------------------------------------------------------------------
     def _elementwise(self, func, z, *args, **kwargs):
@@ -186,10 +204,14 @@ class ExactMultipliers(TorchFunctionMode):
     def _softmax(self, func, z, dim=None, *args, log=False, **kwargs):
         dtype = kwargs.get("dtype")
         z = z if dtype is None else z.to(dtype)
-        if dim is None or not self._stacked(func.__name__, z):
+        pair = None if dim is None else self._pair_dims(func.__name__, z)
+        if pair is None:
             return func(z, dim)
-        row_max = z.detach().amax(dim, keepdim=True)
-        shift = torch.maximum(*row_max.chunk(2)).repeat((2,) + (1,) * (z.dim() - 1))  # shared by x and b rows
+        row_max_x, row_max_b = z.detach().amax(dim, keepdim=True).chunk(2, pair[0])
+        if ((row_max_x - row_max_b).abs() > SOFTMAX_CONDITION).any():
+            self.inexact.add(f"{func.__name__} (input and baseline rows' maxima differ by > {SOFTMAX_CONDITION}: ill-conditioned)")
+        row_max = torch.maximum(row_max_x, row_max_b)
+        shift = torch.cat([row_max, row_max], pair[0])  # shared by each input row and its baseline row
         shifted = z - shift
         exps = self.rescale(torch.exp, shifted, "exp")
         total = exps.sum(dim, keepdim=True)

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
-from ._deeplift_rules import ExactMultipliers, InexactDeepLiftWarning
+from ._deeplift_rules import ExactMultipliers, InexactDeepLiftWarning, opaque_modules
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit
 
 #: ``"exact"``: exact rules for every op (see ``_deeplift_rules``); ``"gradient"``: Rescale on
@@ -205,9 +205,10 @@ class DeepLift(Interpreter):
         else:
             with frozen_parameters(self.model), ExactMultipliers(batch=2 * len(rows)) as rules:
                 logits = space.forward(stacked, torch.cat([rows, rows]))
-            if rules.inexact:
+            inexact = rules.inexact | opaque_modules(self.model)
+            if inexact:
                 warnings.warn(
-                    f"DeepLift has no exact rule for {sorted(rules.inexact)} in {type(self.model).__name__}; "
+                    f"DeepLift has no exact rule for {sorted(inexact)} in {type(self.model).__name__}; "
                     "they used their plain gradient, so the convergence delta may be nonzero",
                     InexactDeepLiftWarning,
                     stacklevel=3,

@@ -66,7 +66,7 @@ def test_softmax_and_layer_norm_are_exact(block):
     }
     _, exact = toy(functions[block], x, b)
     _, plain = toy(functions[block], x, b, multiplier_rule="gradient")
-    assert exact.abs().max() < 1e-5 < plain.abs().max()
+    assert exact.abs().max() < TOLERANCE < plain.abs().max()
 
 
 def test_exact_on_trained_transformers(transformer, flat_batch, multiclass_transformer, multiclass_batch):

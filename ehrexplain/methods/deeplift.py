@@ -1,26 +1,33 @@
-"""DeepLIFT with the Rescale rule: attribute differences from a baseline in one pass.
+"""DeepLIFT: attribute differences from a baseline in one pass, exactly complete.
 
 Paper: Shrikumar, Greenside & Kundaje, "Learning Important Features Through
 Propagating Activation Differences", ICML 2017. https://arxiv.org/abs/1704.02685
+(Rescale rule); the product rule is the Shapley value of a product's two factors,
+as in Ancona et al., "Towards better understanding of gradient-based attribution
+methods", ICLR 2018, and DeepSHAP (Lundberg & Lee, NeurIPS 2017).
 
 Algorithm:
     1. Run input ``x`` and baseline ``b`` through the model together (one batch
-       of ``2 × batch`` rows), so every activation sees both ``z_x`` and ``z_b``.
-    2. Every elementwise activation module (ReLU, Sigmoid, Tanh, GELU, ELU,
-       Softplus, LeakyReLU, SiLU, ...) is swapped for a wrapper whose backward
-       uses the secant ``m = (σ(z_x) - σ(z_b)) / (z_x - z_b)`` instead of ``σ'(z_x)``
-       (the plain gradient where ``z_x ≈ z_b``).
+       of ``2 × batch`` rows), so every op sees each ``z_x`` beside its ``z_b``.
+    2. Give every op a backward whose multiplier ``m`` satisfies ``Δout = m · Δin``
+       (``multiplier_rule="exact"``, the default; rules in ``_deeplift_rules``):
+       Rescale secants ``(σ(z_x) - σ(z_b)) / (z_x - z_b)`` for elementwise ops,
+       the Shapley split ``Δ(ab) = Δa·(b_x + b_b)/2 + (a_x + a_b)/2·Δb`` for
+       products of two input-dependent tensors (attention's ``QKᵀ`` and ``AV``),
+       softmax and layer norm decomposed into those, plain gradients for linear ops.
     3. Backpropagate the target logit of the ``x`` rows; the gradient at the
        input is the multiplier ``m_i``; attributions are ``(x_i - b_i) m_i``.
 
-Everything else (linear layers, softmax, layer norm, attention products,
-functional activations such as ``F.gelu``) is differentiated normally: the
-"gradient fallback". Linear layers are exact under it; the others are not,
-so ``Σ attributions`` can differ from ``f(x) - f(b)``. That gap, the
-convergence delta, is returned on request and not hidden: forcing
-completeness by rescaling is an explicit, documented opt-in.
-On networks built only from linear layers and the swapped activations the
-delta is zero up to rounding (exact for ReLU networks).
+Exactness invariant: exact local rules compose exactly through the chain rule,
+so ``Σ attributions = f(x) - f(b)`` up to float rounding on every model built
+from linear, elementwise, product, softmax and layer-norm ops (PyHealth's MLP,
+Transformer, StageAttentionNet). Ops without an exact rule (fused RNN kernels,
+max, ...) keep their plain gradient and are named in an
+``InexactDeepLiftWarning``. The remaining gap, the convergence delta, is
+returned on request and never hidden; forcing completeness by rescaling is an
+explicit opt-in. ``multiplier_rule="gradient"`` is the textbook shortcut kept for
+comparison: Rescale only on activation modules, the plain gradient elsewhere,
+exact on ReLU networks but not through softmax, layer norm or attention.
 """
 
 from __future__ import annotations
@@ -131,17 +138,19 @@ def frozen_parameters(model: nn.Module):
 
 
 class DeepLift(Interpreter):
-    """DeepLIFT (Rescale rule) for PyHealth models, with an honest completeness delta.
+    """DeepLIFT (Rescale + Shapley product rules) for PyHealth models, with an honest completeness delta.
 
     Args:
         model: a PyHealth model (``forward_from_embedding`` and
             ``get_embedding_model`` needed when ``use_embeddings``).
         use_embeddings: compare token features in embedding space (needed for codes).
+        multiplier_rule: ``"exact"`` (rules for every op: Σ scores = f(x) - f(b)) or
+            ``"gradient"`` (Rescale on activation modules, plain gradient elsewhere).
 
     Example:
         >>> from ehrexplain import DeepLift
         >>> # scores, delta = DeepLift(model).attribute(**batch, return_convergence_delta=True)
-        >>> # delta  # Σ scores - (f(x) - f(b)): zero only for linear + elementwise nets
+        >>> # delta  # Σ scores - (f(x) - f(b)): float rounding only, unless a warning names an op
     """
 
     signed_scores = True
@@ -171,7 +180,7 @@ class DeepLift(Interpreter):
             return_convergence_delta: also return ``Σ attributions - (f(x) - f(b))``.
             enforce_completeness: rescale each sample's attributions so they sum
                 to ``f(x) - f(b)`` (PyHealth's behaviour). This *hides* the
-                approximation error of the gradient fallback; off by default.
+                error of any inexact op (or of the "gradient" rule); off by default.
                 The delta returned is the one measured before rescaling. Warns
                 (``RuntimeWarning``) when the rescaling flips a sample's signs or
                 scales it by more than 10x.

@@ -82,11 +82,8 @@ def max_difference(ours: dict, theirs: dict) -> float:
     return max((ours[k].float() - theirs[k].float()).abs().max().item() for k in ours)
 
 
-def build_pairs(args) -> dict:
-    """``{row name: (ehrexplain call, PyHealth call)}`` on the trained demo Transformer."""
-    from pyhealth.interpret import methods as pyhealth_methods
-
-    from ehrexplain import methods as ours
+def demo_model_and_batch(args):
+    """The trained demo Transformer and ``args.patients`` of its patients, on ``args.device``."""
     from ehrexplain.synthetic import make_cohort, train_demo_model
 
     torch.manual_seed(0)
@@ -94,6 +91,15 @@ def build_pairs(args) -> dict:
     cohort = make_cohort(n_patients=300, seed=0)
     model = train_demo_model(cohort, kind="transformer", seed=0).to(device)
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in cohort.batch(range(args.patients)).items()}
+    return model, batch
+
+
+def build_pairs(args, model, batch) -> dict:
+    """``{row name: (ehrexplain call, PyHealth call)}`` on the trained demo Transformer."""
+    from pyhealth.interpret import methods as pyhealth_methods
+
+    from ehrexplain import methods as ours
+
     steps = args.steps
     pyhealth_ig = lambda: pyhealth_methods.IntegratedGradients(model).attribute(**batch, steps=steps)  # noqa: E731
     pairs = {
@@ -116,6 +122,22 @@ def build_pairs(args) -> dict:
         ),
     }
     return pairs
+
+
+def deeplift_rules(args, model, batch, device: torch.device) -> None:
+    """DeepLIFT's two multiplier rules side by side: time (and vs IG) and max |delta| / |f(x) - f(b)|."""
+    from ehrexplain import methods as ours
+
+    rules = ("gradient", "exact")
+    calls = [lambda rule=rule: ours.DeepLift(model, multiplier_rule=rule).attribute(**batch) for rule in rules]
+    ig = lambda: ours.IntegratedGradients(model).attribute(**batch, steps=args.steps)  # noqa: E731
+    times = dict(zip(rules + ("IG",), median_seconds(calls + [ig], args.repeats, device)))
+    print(f"DeepLIFT rules: exact / gradient time {times['exact'] / times['gradient']:.2f}x (target <= 3x), "
+          f"IG ({args.steps} steps) / exact {times['IG'] / times['exact']:.1f}x")
+    for rule in rules:
+        scores, delta = ours.DeepLift(model, multiplier_rule=rule).attribute(**batch, return_convergence_delta=True)
+        gap = sum(s.reshape(len(delta), -1).sum(1) for s in scores.values()) - delta
+        print(f"  {rule:<9}{times[rule]:>9.4f} s   max |delta| / |f(x) - f(b)| = {(delta.abs() / gap.abs()).max().item():.2e}")
 
 
 def peaks_mib(pairs: dict, device: torch.device) -> dict:
@@ -146,7 +168,8 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
-    pairs = build_pairs(args)
+    model, batch = demo_model_and_batch(args)
+    pairs = build_pairs(args, model, batch)
     if args.memory_only:
         print(json.dumps(peaks_mib(pairs, device)))
         return
@@ -170,6 +193,7 @@ def main() -> None:
         )
     print("DeepLIFT values differ by design: PyHealth rescales to force completeness and zeroes")
     print("multipliers of ReLU units that switch on between baseline and input; see tests/test_deeplift.py.")
+    deeplift_rules(args, model, batch, device)
     print(f"make_cohort(n_patients=500): {build:.3f} s")
 
 

@@ -67,10 +67,10 @@ def test_exact_on_pyhealth_relu_mlp(flat_mlp, flat_batch):
     assert (sum(s.abs().sum(dim=1) for s in scores.values()) > 0).all()
 
 
-def test_transformer_delta_reported_not_hidden(transformer, flat_batch):
-    deeplift = DeepLift(transformer)
+def test_gradient_rule_delta_reported_not_hidden(transformer, flat_batch):
+    deeplift = DeepLift(transformer, multiplier_rule="gradient")
     raw, delta = deeplift.attribute(**flat_batch, return_convergence_delta=True)
-    # Softmax, layer norm and attention products use the gradient fallback: not exact.
+    # The "gradient" rule differentiates softmax, layer norm and attention products normally: not exact.
     assert delta.abs().max() > 1e-2
     flips = int(((total(raw) - delta) / total(raw) < 0).sum())
     assert flips > 0, "this batch should contain a sample whose forced rescaling flips signs"
@@ -98,13 +98,13 @@ def test_swaps_gelu_in_pyhealth_transformer(transformer):
     assert not any(isinstance(m, RescaleActivation) for m in transformer.modules())
 
 
-def test_swaps_undone_after_error(transformer, flat_batch):
+def test_gradient_rule_swaps_undone_after_error(transformer, flat_batch):
     bad = dict(flat_batch)
     bad["conditions"] = flat_batch["conditions"][:3]  # batch sizes disagree: the model fails mid-forward
     transformer.train()
     try:
         with pytest.raises(Exception):
-            DeepLift(transformer).attribute(**bad)
+            DeepLift(transformer, multiplier_rule="gradient").attribute(**bad)
         assert not any(isinstance(m, RescaleActivation) for m in transformer.modules())
         assert_restored(transformer, training_before=True)
     finally:

@@ -1,26 +1,33 @@
-"""DeepLIFT with the Rescale rule: attribute differences from a baseline in one pass.
+"""DeepLIFT: attribute differences from a baseline in one pass, exactly complete.
 
 Paper: Shrikumar, Greenside & Kundaje, "Learning Important Features Through
 Propagating Activation Differences", ICML 2017. https://arxiv.org/abs/1704.02685
+(Rescale rule); the product rule is the Shapley value of a product's two factors,
+as in Ancona et al., "Towards better understanding of gradient-based attribution
+methods", ICLR 2018, and DeepSHAP (Lundberg & Lee, NeurIPS 2017).
 
 Algorithm:
     1. Run input ``x`` and baseline ``b`` through the model together (one batch
-       of ``2 × batch`` rows), so every activation sees both ``z_x`` and ``z_b``.
-    2. Every elementwise activation module (ReLU, Sigmoid, Tanh, GELU, ELU,
-       Softplus, LeakyReLU, SiLU, ...) is swapped for a wrapper whose backward
-       uses the secant ``m = (σ(z_x) - σ(z_b)) / (z_x - z_b)`` instead of ``σ'(z_x)``
-       (the plain gradient where ``z_x ≈ z_b``).
+       of ``2 × batch`` rows), so every op sees each ``z_x`` beside its ``z_b``.
+    2. Give every op a backward whose multiplier ``m`` satisfies ``Δout = m · Δin``
+       (``multiplier_rule="exact"``, the default; rules in ``_deeplift_rules``):
+       Rescale secants ``(σ(z_x) - σ(z_b)) / (z_x - z_b)`` for elementwise ops,
+       the Shapley split ``Δ(ab) = Δa·(b_x + b_b)/2 + (a_x + a_b)/2·Δb`` for
+       products of two input-dependent tensors (attention's ``QKᵀ`` and ``AV``),
+       softmax and layer norm decomposed into those, plain gradients for linear ops.
     3. Backpropagate the target logit of the ``x`` rows; the gradient at the
        input is the multiplier ``m_i``; attributions are ``(x_i - b_i) m_i``.
 
-Everything else (linear layers, softmax, layer norm, attention products,
-functional activations such as ``F.gelu``) is differentiated normally: the
-"gradient fallback". Linear layers are exact under it; the others are not,
-so ``Σ attributions`` can differ from ``f(x) - f(b)``. That gap, the
-convergence delta, is returned on request and not hidden: forcing
-completeness by rescaling is an explicit, documented opt-in.
-On networks built only from linear layers and the swapped activations the
-delta is zero up to rounding (exact for ReLU networks).
+Exactness invariant: exact local rules compose exactly through the chain rule,
+so ``Σ attributions = f(x) - f(b)`` up to float rounding on every model built
+from linear, elementwise, product, softmax and layer-norm ops (PyHealth's MLP,
+Transformer, StageAttentionNet). Ops without an exact rule (fused RNN kernels,
+max, ...) keep their plain gradient and are named in an
+``InexactDeepLiftWarning``. The remaining gap, the convergence delta, is
+returned on request and never hidden; forcing completeness by rescaling is an
+explicit opt-in. ``multiplier_rule="gradient"`` is the textbook shortcut kept for
+comparison: Rescale only on activation modules, the plain gradient elsewhere,
+exact on ReLU networks but not through softmax, layer norm or attention.
 """
 
 from __future__ import annotations
@@ -33,7 +40,12 @@ from torch import nn
 
 from ..model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
+from ._deeplift_rules import ExactMultipliers, InexactDeepLiftWarning, opaque_modules
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit
+
+#: ``"exact"``: exact rules for every op (see ``_deeplift_rules``); ``"gradient"``: Rescale on
+#: activation modules, plain gradient elsewhere (the textbook shortcut, kept for comparison).
+MULTIPLIER_RULES = ("exact", "gradient")
 
 #: Elementwise activation modules whose backward is replaced by the Rescale rule.
 RESCALE_ACTIVATIONS = (
@@ -112,27 +124,45 @@ def rescale_activations(model: nn.Module):
             setattr(parent, name, child)
 
 
+@contextmanager
+def frozen_parameters(model: nn.Module):
+    """Parameters stop requiring grad (so only input-dependent tensors do); always restored."""
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    try:
+        for param, _ in flags:
+            param.requires_grad_(False)
+        yield model
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
+
+
 class DeepLift(Interpreter):
-    """DeepLIFT (Rescale rule) for PyHealth models, with an honest completeness delta.
+    """DeepLIFT (Rescale + Shapley product rules) for PyHealth models, with an honest completeness delta.
 
     Args:
         model: a PyHealth model (``forward_from_embedding`` and
             ``get_embedding_model`` needed when ``use_embeddings``).
         use_embeddings: compare token features in embedding space (needed for codes).
+        multiplier_rule: ``"exact"`` (rules for every op: Σ scores = f(x) - f(b)) or
+            ``"gradient"`` (Rescale on activation modules, plain gradient elsewhere).
 
     Example:
         >>> from ehrexplain import DeepLift
         >>> # scores, delta = DeepLift(model).attribute(**batch, return_convergence_delta=True)
-        >>> # delta  # Σ scores - (f(x) - f(b)): zero only for linear + elementwise nets
+        >>> # delta  # Σ scores - (f(x) - f(b)): float rounding only, unless a warning names an op
     """
 
     signed_scores = True
 
-    def __init__(self, model, use_embeddings: bool = True):
+    def __init__(self, model, use_embeddings: bool = True, multiplier_rule: str = "exact"):
+        if multiplier_rule not in MULTIPLIER_RULES:
+            raise ValueError(f"multiplier_rule must be one of {MULTIPLIER_RULES}, got {multiplier_rule!r}")
         if use_embeddings:
             check_embedding_support(model, "DeepLift")
         super().__init__(model)
         self.use_embeddings = use_embeddings
+        self.multiplier_rule = multiplier_rule
 
     def attribute(
         self,
@@ -150,7 +180,7 @@ class DeepLift(Interpreter):
             return_convergence_delta: also return ``Σ attributions - (f(x) - f(b))``.
             enforce_completeness: rescale each sample's attributions so they sum
                 to ``f(x) - f(b)`` (PyHealth's behaviour). This *hides* the
-                approximation error of the gradient fallback; off by default.
+                error of any inexact op (or of the "gradient" rule); off by default.
                 The delta returned is the one measured before rescaling. Warns
                 (``RuntimeWarning``) when the rescaling flips a sample's signs or
                 scales it by more than 10x.
@@ -175,11 +205,23 @@ class DeepLift(Interpreter):
         return (scores, delta) if return_convergence_delta else scores
 
     def _multipliers(self, space: AttributionSpace, rows: torch.Tensor, targets: torch.Tensor) -> dict:
-        """Gradient at the input rows of a joint ``[x; b]`` pass with Rescale activations."""
+        """Gradient at the input rows of a joint ``[x; b]`` pass under the chosen multiplier rule."""
         inputs = {key: x.clone().requires_grad_(True) for key, x in space.inputs.items()}
         stacked = {key: torch.cat([inputs[key], space.baselines[key]]) for key in inputs}
-        with rescale_activations(self.model):
-            logits = space.forward(stacked, torch.cat([rows, rows]))
+        if self.multiplier_rule == "gradient":
+            with rescale_activations(self.model):
+                logits = space.forward(stacked, torch.cat([rows, rows]))
+        else:
+            with frozen_parameters(self.model), ExactMultipliers(batch=2 * len(rows)) as rules:
+                logits = space.forward(stacked, torch.cat([rows, rows]))
+            inexact = rules.inexact | opaque_modules(self.model)
+            if inexact:
+                warnings.warn(
+                    f"DeepLift has no exact rule for {sorted(inexact)} in {type(self.model).__name__}; "
+                    "they used their plain gradient, so the convergence delta may be nonzero",
+                    InexactDeepLiftWarning,
+                    stacklevel=3,
+                )
         output = target_logit(logits[: len(rows)], targets).sum()
         grads = torch.autograd.grad(output, list(inputs.values()), allow_unused=True)
         return {key: torch.zeros_like(x) if g is None else g for (key, x), g in zip(inputs.items(), grads)}

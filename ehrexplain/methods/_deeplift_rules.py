@@ -1,0 +1,268 @@
+"""Exact DeepLIFT multipliers for every op of an attention model, through a torch function mode.
+
+The model runs once on ``[x; b]`` stacked along the batch dimension, so every
+op sees each input row ``z_x`` beside its baseline row ``z_b``. While
+:class:`ExactMultipliers` is active, each op that touches an input-dependent
+tensor (one that ``requires_grad``; the model's parameters are frozen) gets a
+backward whose multiplier makes ``Δout = m · Δin`` hold exactly:
+
+- elementwise ``σ`` (exp, tanh, gelu, rsqrt, ...): Rescale, the secant
+  ``(σ(z_x) - σ(z_b)) / (z_x - z_b)`` in float64 (the slope at the midpoint when
+  ``z_x = z_b``);
+- products of two input-dependent tensors (mul, matmul, bmm, einsum; ``a / b``
+  as ``a · (1/b)``): the Shapley split ``Δ(ab) = Δa·(b_x + b_b)/2 + (a_x + a_b)/2·Δb``;
+- softmax and layer norm: decomposed into the two rules above and linear maps;
+- linear ops (view, index, cat, sum, add, linear, masked_fill with a constant
+  mask, dropout in eval, ...): the ordinary gradient, which is exact for them.
+
+Exact local rules compose exactly through the chain rule, so the attributions
+sum to ``f(x) - f(b)`` up to rounding. Any other op on input-dependent tensors
+(fused RNN kernels, max, sort, ...) runs unchanged with its plain gradient and
+is named in :attr:`ExactMultipliers.inexact`. Baseline rows get no gradient.
+
+Example:
+    >>> x = torch.tensor([[2.0]], requires_grad=True)
+    >>> with ExactMultipliers(batch=2) as rules:
+    ...     y = torch.exp(torch.cat([x, torch.zeros(1, 1)]))
+    >>> torch.autograd.grad(y[0, 0], x)[0]  # (e² - e⁰) / (2 - 0)
+    tensor([[3.1945]])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+#: Below this |z_x - z_b| the Rescale secant is replaced by the slope at the midpoint.
+SECANT_TOLERANCE = 1e-10
+
+#: Softmax rows whose input and baseline maxima differ by more than this lose float32 precision:
+#: the shared shift leaves one row's sum near ``exp(-gap)`` and its multipliers cancel.
+SOFTMAX_CONDITION = 10.0
+
+
+class InexactDeepLiftWarning(UserWarning):
+    """DeepLift met an op it cannot attribute exactly; the convergence delta may be nonzero."""
+
+
+def pair_dim(t: torch.Tensor, batch: int) -> int | None:
+    """The dimension holding the stacked ``[x; b]`` batch: 0 if it fits, else the first that does."""
+    dims = [d for d, size in enumerate(t.shape) if size == batch]
+    return None if not dims else dims[0]
+
+
+def _midpoints(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[m; m]`` with ``m = (t_x + t_b) / 2``: each input row paired with its baseline row."""
+    x, b = t.detach().chunk(2, dim)
+    mid = (x + b) / 2
+    return torch.cat([mid, mid], dim)
+
+
+def _input_rows(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``t`` with its baseline half zeroed: only input rows carry gradient."""
+    x, b = t.chunk(2, dim)
+    return torch.cat([x, torch.zeros_like(b)], dim)
+
+
+def _secant(fn, z: torch.Tensor, dim: int) -> torch.Tensor:
+    """Rescale multipliers ``[m; 0]`` of elementwise ``fn`` on stacked ``z = [z_x; z_b]``."""
+    z_x, z_b = z.detach().double().chunk(2, dim)
+    dz = z_x - z_b
+    with torch.enable_grad():
+        mid = ((z_x + z_b) / 2).requires_grad_(True)
+        slope = torch.autograd.grad(fn(mid).sum(), mid)[0]
+    close = dz.abs() <= SECANT_TOLERANCE
+    secant = torch.where(close, slope, (fn(z_x) - fn(z_b)) / torch.where(close, torch.ones_like(dz), dz))
+    return torch.cat([secant, torch.zeros_like(secant)], dim).to(z.dtype)
+
+
+class _Rescale(torch.autograd.Function):
+    """``fn(z)`` whose backward multiplies by the Rescale secant."""
+
+    @staticmethod
+    def forward(ctx, fn, z, dim):
+        ctx.save_for_backward(_secant(fn, z, dim))
+        return fn(z)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (multiplier,) = ctx.saved_tensors
+        return None, grad_output * multiplier, None
+
+
+class _Bilinear(torch.autograd.Function):
+    """``op(a, b)`` (bilinear) whose backward uses the Shapley split of the two factors."""
+
+    @staticmethod
+    def forward(ctx, op, a, b, dims):
+        ctx.op, ctx.dims = op, dims
+        ctx.save_for_backward(a, b)
+        return op(a, b)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        dim_a, dim_b, batch = ctx.dims
+        grad = _input_rows(grad_output, pair_dim(grad_output, batch))
+        with torch.enable_grad():
+            a_, b_ = a.detach().requires_grad_(True), b.detach().requires_grad_(True)
+            grad_a = torch.autograd.grad(ctx.op(a_, _midpoints(b, dim_b)), a_, grad)[0]
+            grad_b = torch.autograd.grad(ctx.op(_midpoints(a, dim_a), b_), b_, grad)[0]
+        return None, grad_a, grad_b, None
+
+
+def opaque_modules(model: nn.Module) -> set[str]:
+    """Names of ``model``'s modules whose fused kernels no torch function mode can see (RNN, GRU, LSTM)."""
+    return {f"{type(m).__name__} (fused kernel)" for m in model.modules() if isinstance(m, nn.RNNBase)}
+
+
+def _tracked(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.requires_grad
+
+
+class ExactMultipliers(TorchFunctionMode):
+    """Torch function mode giving each op its exact DeepLIFT backward (see the module doc).
+
+    Args:
+        batch: rows of the stacked ``[x; b]`` batch (twice the number of samples).
+
+    Attributes:
+        inexact: names of ops met on input-dependent tensors that have no exact rule.
+    """
+
+    def __init__(self, batch: int):
+        super().__init__()
+        self.batch = batch
+        self.inexact: set[str] = set()
+        self._rules = self._build_rules()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not any(_tracked(v) for v in tree_flatten((args, kwargs))[0]):
+            return func(*args, **kwargs)
+        rule = self._rules.get(func)
+        if rule is not None:
+            return rule(func, *args, **kwargs)
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", str(func))
+        if name not in LINEAR_OPS and any(_tracked(v) for v in tree_flatten(out)[0]):
+            self.inexact.add(name)
+        return out
+
+    # -- the two exact rules ------------------------------------------------------------
+    def _pair_dims(self, name: str, *tensors) -> list[int] | None:
+        """Each tensor's ``[x; b]`` batch dimension; ``None`` (and ``name`` noted inexact) if one has none."""
+        dims = [pair_dim(t, self.batch) for t in tensors]
+        if None in dims:
+            self.inexact.add(f"{name} (no dimension holds the [input; baseline] batch)")
+            return None
+        return dims
+
+    def rescale(self, fn, z: torch.Tensor, name: str = "elementwise") -> torch.Tensor:
+        """``fn(z)`` with the Rescale multiplier (``fn`` elementwise)."""
+        dims = self._pair_dims(name, z)
+        return fn(z) if dims is None else _Rescale.apply(fn, z, dims[0])
+
+    def product(self, op, a, b, name: str = "mul") -> torch.Tensor:
+        """``op(a, b)`` for bilinear ``op``: Shapley split when both factors are input-dependent."""
+        if not (_tracked(a) and _tracked(b)):
+            return op(a, b)
+        dims = self._pair_dims(name, a, b)
+        return op(a, b) if dims is None else _Bilinear.apply(op, a, b, (*dims, self.batch))
+
+    # -- op rules --------------------------------------------------------------------------
+    def _elementwise(self, func, z, *args, **kwargs):
+        if any(_tracked(v) for v in tree_flatten((args, kwargs))[0]):
+            self.inexact.add(f"{func.__name__} with an input-dependent exponent or parameter")
+            return func(z, *args, **kwargs)
+        kwargs.pop("inplace", None)
+        return self.rescale(lambda t: func(t, *args, **kwargs), z, func.__name__)
+
+    def _mul(self, func, a, b, **kwargs):
+        return self.product(lambda u, v: func(u, v, **kwargs), a, b, func.__name__)
+
+    def _div(self, func, a, b, rounding_mode=None):
+        if rounding_mode is not None or not _tracked(b):
+            return func(a, b, rounding_mode=rounding_mode) if rounding_mode else func(a, b)
+        inverse = self.rescale(torch.reciprocal, b, "reciprocal")
+        return self.product(torch.mul, a, inverse) if isinstance(a, torch.Tensor) else a * inverse
+
+    def _rdiv(self, func, b, a):  # a / b with tensor b and scalar a
+        return a * self.rescale(torch.reciprocal, b, "reciprocal")
+
+    def _einsum(self, func, equation, *operands):
+        operands = operands[0] if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else operands
+        if len(operands) == 2:
+            return self.product(lambda u, v: torch.einsum(equation, u, v), *operands, name="einsum")
+        if sum(_tracked(o) for o in operands) > 1:
+            self.inexact.add(f"einsum with {len(operands)} operands")
+        return torch.einsum(equation, *operands)
+
+    def _softmax(self, func, z, dim=None, *args, log=False, **kwargs):
+        dtype = kwargs.get("dtype")
+        z = z if dtype is None else z.to(dtype)
+        pair = None if dim is None else self._pair_dims(func.__name__, z)
+        if pair is None:
+            return func(z, dim)
+        row_max_x, row_max_b = z.detach().amax(dim, keepdim=True).chunk(2, pair[0])
+        if ((row_max_x - row_max_b).abs() > SOFTMAX_CONDITION).any():
+            self.inexact.add(f"{func.__name__} (input and baseline rows' maxima differ by > {SOFTMAX_CONDITION}: ill-conditioned)")
+        row_max = torch.maximum(row_max_x, row_max_b)
+        shift = torch.cat([row_max, row_max], pair[0])  # shared by each input row and its baseline row
+        shifted = z - shift
+        exps = self.rescale(torch.exp, shifted, "exp")
+        total = exps.sum(dim, keepdim=True)
+        if log:
+            return shifted - self.rescale(torch.log, total, "log")
+        return self.product(torch.mul, exps, self.rescale(torch.reciprocal, total, "reciprocal"))
+
+    def _log_softmax(self, func, z, dim=None, *args, **kwargs):
+        return self._softmax(func, z, dim, log=True, **kwargs)
+
+    def _layer_norm(self, func, z, normalized_shape, weight=None, bias=None, eps=1e-5):
+        dims = tuple(range(-len(normalized_shape), 0))
+        centred = z - z.mean(dims, keepdim=True)
+        variance = self.rescale(torch.square, centred, "square").mean(dims, keepdim=True)
+        out = self.product(torch.mul, centred, self.rescale(torch.rsqrt, variance + eps, "rsqrt"))
+        out = out if weight is None else out * weight
+        return out if bias is None else out + bias
+
+    def _build_rules(self) -> dict:
+        rules = {func: self._elementwise for func in ELEMENTWISE_OPS}
+        rules.update({func: self._mul for func in PRODUCT_OPS})
+        rules.update({func: self._div for func in DIVISION_OPS})
+        rules.update({torch.Tensor.__rtruediv__: self._rdiv, torch.Tensor.__rdiv__: self._rdiv})
+        rules.update({torch.einsum: self._einsum, F.layer_norm: self._layer_norm})
+        rules.update({func: self._softmax for func in (F.softmax, torch.softmax, torch.Tensor.softmax)})
+        rules.update({func: self._log_softmax for func in (F.log_softmax, torch.log_softmax, torch.Tensor.log_softmax)})
+        return rules
+
+
+T = torch.Tensor
+#: Elementwise nonlinear functions (tensor first): Rescale rule.
+ELEMENTWISE_OPS = (
+    torch.exp, T.exp, torch.log, T.log, torch.log1p, T.log1p, torch.expm1, T.expm1,
+    torch.tanh, T.tanh, F.tanh, torch.sigmoid, T.sigmoid, F.sigmoid, torch.relu, T.relu, F.relu,
+    F.gelu, F.elu, F.selu, F.celu, F.leaky_relu, F.softplus, F.silu, F.mish, F.hardtanh, F.relu6,
+    F.logsigmoid, F.hardsigmoid, F.hardswish, torch.rsqrt, T.rsqrt, torch.sqrt, T.sqrt,
+    torch.reciprocal, T.reciprocal, torch.square, T.square, torch.pow, T.pow, T.__pow__, T.__rpow__,
+    torch.abs, T.abs, T.__abs__, torch.erf, T.erf, torch.sin, T.sin, torch.cos, T.cos,
+)  # fmt: skip
+#: Products (bilinear in their two tensor arguments): Shapley rule when both are input-dependent.
+PRODUCT_OPS = (
+    torch.mul, T.mul, T.__mul__, T.__rmul__, torch.matmul, T.matmul, T.__matmul__, T.__rmatmul__,
+    torch.bmm, T.bmm, torch.mm, T.mm,
+)  # fmt: skip
+DIVISION_OPS = (torch.div, T.div, T.__truediv__, T.__div__, torch.true_divide, T.true_divide)
+#: Linear (or affine with input-independent constants) ops: the ordinary gradient is exact.
+LINEAR_OPS = frozenset(
+    """view view_as reshape reshape_as flatten unflatten squeeze unsqueeze transpose permute movedim t T mT
+    contiguous clone to float double type_as __getitem__ __setitem__ select narrow index_select gather
+    expand expand_as repeat tile chunk split unbind cat concat concatenate stack flip roll diagonal
+    sum mean cumsum add __add__ __radd__ add_ __iadd__ sub __sub__ __rsub__ sub_ __isub__ neg __neg__
+    linear conv1d conv2d dropout masked_fill masked_fill_ where pad embedding_bag squeeze_ unsqueeze_
+    copy_ detach requires_grad_ cpu cuda""".split()
+)

@@ -1,0 +1,154 @@
+"""DeepLift's exact rules: Σ attributions = f(x) - f(b) on attention models, closed forms on toys."""
+
+import pytest
+import torch
+from conftest import assert_restored
+from torch import nn
+
+from ehrexplain.methods import DeepLift
+from ehrexplain.methods._deeplift_rules import InexactDeepLiftWarning
+from ehrexplain.testing import FunctionModel
+
+#: The exactness target: |Σ attributions - (f(x) - f(b))| <= TOLERANCE × |f(x) - f(b)| per sample (float32).
+TOLERANCE = 1e-4
+
+
+def relative_delta(model, batch, target_class_idx=None, **options):
+    scores, delta = DeepLift(model, **options).attribute(
+        **batch, target_class_idx=target_class_idx, return_convergence_delta=True
+    )
+    gap = sum(s.reshape(len(delta), -1).sum(1) for s in scores.values()) - delta
+    return (delta.abs() / gap.abs()).max().item()
+
+
+def toy(function, x, b, **options):
+    return DeepLift(FunctionModel(function), use_embeddings=False, **options).attribute(
+        x=x, baseline={"x": b}, return_convergence_delta=True
+    )
+
+
+def test_product_gets_its_shapley_split():
+    x, b = torch.tensor([[3.0, -2.0], [0.5, 4.0]]), torch.tensor([[1.0, 1.0], [-1.0, 2.0]])
+    scores, delta = toy(lambda t: t[:, 0] * t[:, 1], x, b)
+    a, c, a0, c0 = x[:, 0], x[:, 1], b[:, 0], b[:, 1]
+    expected = torch.stack([(a - a0) * (c + c0) / 2, (c - c0) * (a + a0) / 2], dim=1)
+    torch.testing.assert_close(scores["x"], expected)
+    assert delta.abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("op", ["matmul", "einsum", "division"])
+def test_bilinear_ops_and_division_are_exact(op):
+    torch.manual_seed(0)
+    x, b = torch.randn(5, 6) * 2, torch.randn(5, 6)
+    functions = {
+        "matmul": lambda t: torch.matmul(t[:, None, :3], t[:, 3:, None]).flatten(),
+        "einsum": lambda t: torch.einsum("bi,bj->bij", t[:, :3], t[:, 3:]).sum((1, 2)),
+        "division": lambda t: (t[:, :3] / (t[:, 3:] ** 2 + 1)).sum(1),
+    }
+    _, exact = toy(functions[op], x, b)
+    _, plain = toy(functions[op], x, b, multiplier_rule="gradient")
+    assert exact.abs().max() < 1e-5 < plain.abs().max()
+
+
+@pytest.mark.parametrize("block", ["softmax", "layer_norm"])
+def test_softmax_and_layer_norm_are_exact(block):
+    torch.manual_seed(1)
+    x, b = torch.randn(4, 6) * 3, torch.randn(4, 6)
+    if block == "softmax":  # exp(90) overflows float32: the rule must shift the logits
+        x, b = x + 90, b + 90
+    weights = torch.randn(6)
+    norm = nn.LayerNorm(6)
+    with torch.no_grad():
+        norm.weight.normal_(), norm.bias.normal_()
+    functions = {
+        "softmax": lambda t: (torch.softmax(t, dim=-1) * weights).sum(1),
+        "layer_norm": lambda t: (norm(t) * weights).sum(1),
+    }
+    _, exact = toy(functions[block], x, b)
+    _, plain = toy(functions[block], x, b, multiplier_rule="gradient")
+    assert exact.abs().max() < TOLERANCE < plain.abs().max()
+
+
+def test_exact_on_trained_transformers(transformer, flat_batch, multiclass_transformer, multiclass_batch):
+    assert relative_delta(transformer, flat_batch) < TOLERANCE
+    for target in range(3):
+        assert relative_delta(multiclass_transformer, multiclass_batch, target_class_idx=target) < TOLERANCE
+    assert relative_delta(transformer, flat_batch, multiplier_rule="gradient") > 1e-2  # the shortcut is not
+
+
+@pytest.mark.parametrize("heads,layers", [(1, 1), (4, 3)])
+def test_exact_on_other_transformer_shapes(flat_dataset, flat_batch, heads, layers):
+    from pyhealth.models import Transformer
+
+    torch.manual_seed(heads + layers)
+    model = Transformer(dataset=flat_dataset, embedding_dim=16, heads=heads, num_layers=layers).eval()
+    assert relative_delta(model, flat_batch) < TOLERANCE
+
+
+def test_exact_on_nested_stage_attention_net(stage_attention_net, nested_batch):
+    assert relative_delta(stage_attention_net, nested_batch) < TOLERANCE
+
+
+def test_exact_on_mlp(flat_mlp, flat_batch):
+    assert relative_delta(flat_mlp, flat_batch) < TOLERANCE
+
+
+def test_ill_conditioned_softmax_is_named():
+    x, b = torch.tensor([[30.0, 0.0, 1.0]]), torch.zeros(1, 3)
+    with pytest.warns(InexactDeepLiftWarning, match="softmax .*ill-conditioned"):
+        toy(lambda t: torch.softmax(t, dim=-1)[:, 1], x, b)
+
+
+class GruScore(nn.Module):
+    """A GRU over the features of ``x`` read as a sequence; its last hidden state summed."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(1, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.gru(x[:, :, None])[0][:, -1].sum(1)
+
+
+def test_gru_is_named_not_hidden():
+    torch.manual_seed(3)
+    x, b = torch.randn(3, 5), torch.zeros(3, 5)
+    with pytest.warns(InexactDeepLiftWarning, match="GRU"):
+        _, delta = toy(GruScore(), x, b)
+    assert delta.abs().max() > 1e-4  # the honest, nonzero error
+
+
+def test_model_left_as_found_after_error(transformer, flat_batch):
+    bad = {**flat_batch, "conditions": flat_batch["conditions"][:3]}  # fails inside the model's forward
+    flags = [p.requires_grad for p in transformer.parameters()]
+    modules = list(transformer.modules())
+    transformer.train()
+    try:
+        with pytest.raises(Exception):
+            DeepLift(transformer).attribute(**bad)
+        assert_restored(transformer, training_before=True)
+    finally:
+        transformer.eval()
+    assert [p.requires_grad for p in transformer.parameters()] == flags and all(flags)
+    assert list(transformer.modules()) == modules
+    assert torch._C._len_torch_function_stack() == 0  # no mode left on the stack
+
+
+def test_exact_under_no_grad(transformer, flat_batch):
+    with torch.no_grad():
+        assert relative_delta(transformer, flat_batch) < TOLERANCE
+
+
+def test_unknown_rule_is_refused(transformer):
+    with pytest.raises(ValueError, match="multiplier_rule must be one of"):
+        DeepLift(transformer, multiplier_rule="rescale")
+
+
+def test_agrees_with_captum_on_relu_network():
+    captum = pytest.importorskip("captum.attr")
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 1))
+    x, b = torch.randn(7, 5) * 2, torch.randn(7, 5)
+    ours, _ = toy(net, x, b)
+    theirs = captum.DeepLift(net).attribute(x, baselines=b)
+    torch.testing.assert_close(ours["x"], theirs, atol=1e-5, rtol=1e-4)

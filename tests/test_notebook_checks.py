@@ -6,6 +6,7 @@ expects a notebook ``assert`` to stop it. nbval runs the same cells in CI, so a
 red cell here is a red CI there.
 """
 
+import inspect
 import json
 from pathlib import Path
 
@@ -71,14 +72,23 @@ def test_integrated_gradients_notebook_catches_gradient_times_input(monkeypatch)
 
 def test_deeplift_notebook_catches_a_missing_rescale_rule(monkeypatch):
     """Bug: no activation is swapped, so DeepLift degrades to gradient x (input - baseline)."""
+    if "multiplier_rule" not in inspect.signature(deeplift_module.DeepLift).parameters:
+        pytest.skip("notebook 05 uses DeepLift(multiplier_rule=...) from branch dl, not merged here yet")
     monkeypatch.setattr(deeplift_module, "RESCALE_ACTIVATIONS", ())
     run_until_a_check_fails("05_deeplift.ipynb")
 
 
-@pytest.mark.skip(reason="exact DeepLIFT (branch dl) has no product-rule code to break yet; "
-                  "monkeypatch its product multipliers to m_b = a (instead of (a + a0) / 2) once it lands")
 def test_deeplift_notebook_catches_a_wrong_product_rule(monkeypatch):
     """Bug: the product rule credits b with a instead of (a + a0) / 2, i.e. the gradient at x."""
+    rules = pytest.importorskip(
+        "ehrexplain.methods._deeplift_rules", reason="exact DeepLIFT (branch dl) is not merged here yet"
+    )
+
+    def input_rows_twice(t):  # [a_x; a_x] where the Shapley split needs [(a_x + a_b)/2; same]
+        x, _ = t.detach().chunk(2)
+        return torch.cat([x, x])
+
+    monkeypatch.setattr(rules, "_midpoints", input_rows_twice)
     run_until_a_check_fails("05_deeplift.ipynb")
 
 

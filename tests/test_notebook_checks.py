@@ -6,6 +6,7 @@ expects a notebook ``assert`` to stop it. nbval runs the same cells in CI, so a
 red cell here is a red CI there.
 """
 
+import inspect
 import json
 from pathlib import Path
 
@@ -16,13 +17,16 @@ import torch
 import ehrexplain.methods.attention_rollout as rollout_module
 import ehrexplain.methods.deeplift as deeplift_module
 import ehrexplain.methods.integrated_gradients as ig_module
+from ehrexplain.demo import demo
+from ehrexplain.synthetic import PlantedRule
+from ehrexplain.teaching import ClaimError
 
 matplotlib.use("Agg")
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def run_until_a_check_fails(name: str) -> int:
-    """Execute the notebook's code cells in order; return the index of the cell whose assert failed."""
+def run_until_a_check_fails(name: str) -> tuple[int, AssertionError]:
+    """Execute the notebook's code cells in order; return the index of the cell whose assert failed, and the error."""
     cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
     namespace: dict = {}
     threads = torch.get_num_threads()
@@ -33,8 +37,8 @@ def run_until_a_check_fails(name: str) -> int:
             source = "".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))
             try:
                 exec(compile(source, f"{name} cell {index}", "exec"), namespace)
-            except AssertionError:
-                return index
+            except AssertionError as error:
+                return index, error
     finally:
         torch.set_num_threads(threads)
         matplotlib.pyplot.close("all")
@@ -68,5 +72,39 @@ def test_integrated_gradients_notebook_catches_gradient_times_input(monkeypatch)
 
 def test_deeplift_notebook_catches_a_missing_rescale_rule(monkeypatch):
     """Bug: no activation is swapped, so DeepLift degrades to gradient x (input - baseline)."""
+    if "multiplier_rule" not in inspect.signature(deeplift_module.DeepLift).parameters:
+        pytest.skip("notebook 05 uses DeepLift(multiplier_rule=...) from branch dl, not merged here yet")
     monkeypatch.setattr(deeplift_module, "RESCALE_ACTIVATIONS", ())
     run_until_a_check_fails("05_deeplift.ipynb")
+
+
+def test_deeplift_notebook_catches_a_wrong_product_rule(monkeypatch):
+    """Bug: the product rule credits b with a instead of (a + a0) / 2, i.e. the gradient at x."""
+    rules = pytest.importorskip(
+        "ehrexplain.methods._deeplift_rules", reason="exact DeepLIFT (branch dl) is not merged here yet"
+    )
+
+    def input_rows_twice(t):  # [a_x; a_x] where the Shapley split needs [(a_x + a_b)/2; same]
+        x, _ = t.detach().chunk(2)
+        return torch.cat([x, x])
+
+    monkeypatch.setattr(rules, "_midpoints", input_rows_twice)
+    run_until_a_check_fails("05_deeplift.ipynb")
+
+
+def test_a_false_sentence_stops_the_notebook(monkeypatch):
+    """Prose is computed: when the numbers make a sentence false, the run stops there (no stale sentence).
+
+    Notebook 04 states that the planted rule never reads the code IG blames for a
+    no-driver patient. A rule that reads every code makes that sentence false.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # build the demo as the notebook does (its labels come from the true rule)
+    try:
+        demo()
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(PlantedRule, "score", lambda self, codes: float(len(set(codes))))
+    index, error = run_until_a_check_fails("04_integrated_gradients.ipynb")
+    assert isinstance(error, ClaimError), f"cell {index} stopped with {error!r}, not with a refused sentence"
+    assert "the rule never reads it" in str(error)

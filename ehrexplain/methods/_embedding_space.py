@@ -38,14 +38,18 @@ def check_embedding_support(model: nn.Module, method: str) -> None:
 
 
 def default_baseline(batch: FeatureBatch, use_embeddings: bool) -> dict[str, torch.Tensor]:
-    """PyHealth's reference input: UNK for tokens, ``1e-2`` for continuous values."""
+    """PyHealth's reference input (UNK for tokens, ``1e-2`` for continuous values), padding kept.
+
+    Example:
+        >>> # default_baseline(unpack_batch(model, batch), True)["conditions"]  # 1 where a code is, 0 at padding
+    """
     baselines = {}
     for key, value in batch.values.items():
         if use_embeddings and key in batch.token_keys:
             baselines[key] = torch.full_like(value, UNK_TOKEN_ID)
         else:
             baselines[key] = torch.full_like(value, CONTINUOUS_BASELINE, dtype=torch.get_default_dtype())
-    return baselines
+    return {key: _padding_kept(batch, key, b) for key, b in baselines.items()}
 
 
 def checked_baseline(batch: FeatureBatch, baseline: dict | None, use_embeddings: bool) -> dict[str, torch.Tensor]:
@@ -62,8 +66,24 @@ def checked_baseline(batch: FeatureBatch, baseline: dict | None, use_embeddings:
             )
         if not torch.isfinite(value.float()).all():
             raise ValueError(f"baseline for {key!r} contains NaN or infinite values")
-        baselines[key] = value
+        baselines[key] = _padding_kept(batch, key, value)
     return baselines
+
+
+def _padding_kept(batch: FeatureBatch, key: str, baseline: torch.Tensor) -> torch.Tensor:
+    """``baseline`` with the input's own values at padding positions.
+
+    Then ``x - b = 0`` there, so padding gets exactly zero attribution, and every
+    point of the path still holds padding where the model looks for it: a
+    patient's scores do not depend on how much padding its batch added.
+    """
+    value = batch.values[key]
+    real = batch.masks[key].bool()
+    while real.dim() < value.dim():
+        real = real.unsqueeze(-1)
+    if key in batch.token_keys:
+        real = real & (value != 0)
+    return torch.where(real, baseline.to(value.device), value.to(baseline.dtype))
 
 
 @dataclass

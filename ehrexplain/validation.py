@@ -134,8 +134,12 @@ def _check_feature(model, key: str, feature):
         _check_continuous(model, key, value)
     _check_length(model, key, value)
     for name, part in zip(schema, parts):
-        if name != "value" and part is not None and part.shape[:1] != value.shape[:1]:
+        if name == "value" or part is None:
+            continue
+        if part.shape[:1] != value.shape[:1]:
             raise ValueError(f"feature {key!r}: its {name!r} has {part.shape[0]} rows but its value has {value.shape[0]}")
+        if part.is_floating_point() and not torch.isfinite(part).all():
+            raise ValueError(f"feature {key!r}: its {name!r} contains NaN or infinite values")
     return parts[0] if isinstance(feature, torch.Tensor) else parts
 
 
@@ -155,13 +159,16 @@ def _embedding_layer(model, key: str):
 
 
 def expected_dims(model, key: str) -> int | None:
-    """Dimensions of the ``value`` tensor of a batch, from PyHealth's processor type."""
-    from pyhealth import processors as p
+    """Dimensions of a batch's ``value`` tensor: one more than in the model's own first sample.
 
-    processor = model.dataset.input_processors[key]
-    dims = {p.SequenceProcessor: 2, p.NestedSequenceProcessor: 3, p.NestedFloatsProcessor: 3,
-            p.TimeseriesProcessor: 3, p.StageNetTensorProcessor: 3}  # fmt: skip
-    return dims.get(type(processor))
+    ``None`` when the dataset cannot be indexed (duck-typed stand-ins).
+    """
+    try:
+        sample = model.dataset[0][key]
+    except Exception:  # noqa: BLE001 - any dataset without samples simply skips this check
+        return None
+    value = as_tuple(sample)[_value_index(model, key)] if isinstance(sample, (tuple, list)) else sample
+    return torch.as_tensor(value).dim() + 1
 
 
 def check_token_ids(model, key: str, ids, what: str) -> None:

@@ -236,3 +236,12 @@ def padding_kept_baseline(model, batch: dict) -> dict:
     from ehrexplain.methods._embedding_space import default_baseline
 
     return default_baseline(unpack_batch(model, batch), use_embeddings=True)
+
+
+@pytest.fixture(scope="session")
+def lab_transformer(lab_dataset):
+    """An (untrained) PyHealth Transformer on codes plus a continuous ``labs`` vector."""
+    from pyhealth.models import Transformer
+
+    torch.manual_seed(6)
+    return Transformer(dataset=lab_dataset, embedding_dim=16, heads=2, num_layers=1).eval()

@@ -140,13 +140,13 @@ class AttributionSpace:
         """
         model = self.batch.model
         if not self.use_embeddings:
-            return model(**self.batch.forward_kwargs(points, rows))["logit"]
+            return self._finite(model(**self.batch.forward_kwargs(points, rows))["logit"], rows)
         raw = [key for key in points if key not in self.embedded_keys]
         if raw:  # continuous features are attributed in raw space, embedded here
             points = {**points, **model.get_embedding_model()({key: points[key] for key in raw})}
         kwargs = self.batch.forward_kwargs(points, rows)
         try:
-            return model.forward_from_embedding(**kwargs)["logit"]
+            logits = model.forward_from_embedding(**kwargs)["logit"]
         except (ValueError, RuntimeError) as error:  # the model's own limits, named for the user
             if type(error) not in (ValueError, RuntimeError):
                 raise  # specific subclasses (out of memory, ...) speak for themselves
@@ -157,6 +157,21 @@ class AttributionSpace:
                 "PyHealth's MLP has no nested-sequence path from embeddings)"
             )
             raise type(error)(message) from error
+        return self._finite(logits, rows)
+
+    def _finite(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``logits``, or a ``ValueError`` naming the samples whose prediction is NaN or infinite."""
+        bad = ~torch.isfinite(logits).all(dim=-1)
+        if bad.any():
+            samples = rows[bad].unique().tolist()
+            empty = [key for key, mask in self.batch.masks.items() if not mask[samples].any()]
+            raise ValueError(
+                f"{type(self.batch.model).__name__} predicts NaN or infinity for sample(s) {samples[:10]}"
+                + (f", which have no data in {empty}" if empty else "")
+                + "; a non-finite prediction cannot be explained (e.g. PyHealth's MLP divides by zero for a "
+                "patient without codes): drop or fill those samples"
+            )
+        return logits
 
     def to_raw_shapes(self, attributions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sum embedded keys over the embedding dimension: one score per input value."""

@@ -92,8 +92,10 @@ def check_batch(model, data: dict) -> tuple[dict, int | None]:
         checked[key] = _check_feature(model, key, data[key])
         sizes[key] = as_tuple(checked[key])[_value_index(model, key)].shape[0]
     for key in getattr(model, "label_keys", []):
-        if isinstance(data.get(key), torch.Tensor) and data[key].dim() > 0:
-            sizes[key] = data[key].shape[0]
+        if isinstance(data.get(key), torch.Tensor):
+            checked[key] = _usable(key, data[key])
+            if data[key].dim() > 0:
+                sizes[key] = data[key].shape[0]
     if len(set(sizes.values())) > 1:
         raise ValueError(f"the batch size differs across keys: {sizes}; every key needs one row per sample")
     batch_size = next(iter(sizes.values()), None)

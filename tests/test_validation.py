@@ -142,6 +142,11 @@ def test_bad_input_is_refused_clearly(setups, case):
     assert_restored(model, training)
 
 
+def test_positional_arguments_refused(transformer, flat_batch):
+    with pytest.raises(TypeError, match="takes keyword arguments only"):
+        AttentionRollout(transformer).attribute(flat_batch)
+
+
 def test_enough_cases():
     assert len(CASES) >= 60
     assert {case[1] for case in CASES} == set(METHODS)

@@ -20,7 +20,6 @@ is wrapped once, here, so that each call
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 import weakref
 from typing import Optional, Union
@@ -56,15 +55,16 @@ def model_lock(model) -> threading.RLock:
 
 def checked_call(method):
     """Wrap ``method(self, **data)``: lock the model, validate the call, release captures."""
-    signature = inspect.signature(method)
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        bound = signature.bind(self, *args, **kwargs).arguments
-        extra = next((bound.pop(n) for n, p in signature.parameters.items() if p.kind == p.VAR_KEYWORD and n in bound), {})
-        bound.pop("self")
+        if args:
+            raise TypeError(
+                f"{method.__qualname__}() takes keyword arguments only, got {len(args)} positional; "
+                "pass the batch as **batch and options by name"
+            )
         with model_lock(self.model):
-            checked = validate_call(self.model, method, {**bound, **extra})
+            checked = validate_call(self.model, method, kwargs)
             try:
                 return method(self, **checked)
             finally:

@@ -67,8 +67,11 @@ def feature_value(model: nn.Module, key: str, feature) -> torch.Tensor:
 def padding_mask(model: nn.Module, key: str, feature) -> torch.Tensor:
     """1 where a feature holds data, 0 at padding, shaped like PyHealth's own masks.
 
-    Uses the schema's ``mask`` when present; otherwise token id 0 is padding, and
-    a continuous time step is padding when its whole feature vector is zero.
+    Uses the schema's ``mask`` when present; otherwise token id 0 is padding. A
+    continuous feature has one mask entry per position the model embeds: per time
+    step (padding when its whole feature vector is zero) for ``[batch, steps,
+    width]`` values, and a single always-real ``[batch, 1]`` entry for one vector
+    per patient (``[batch, width]``), which PyHealth embeds as one position.
     """
     schema = _schema(model, key)
     parts = as_tuple(feature)
@@ -79,7 +82,7 @@ def padding_mask(model: nn.Module, key: str, feature) -> torch.Tensor:
         return (value != 0).int()
     if value.dim() >= 3:
         return (value.abs().sum(dim=-1) != 0).int()
-    return (value != 0).int()
+    return torch.ones(value.shape[0], 1, dtype=torch.int, device=value.device)
 
 
 def expand_to_inputs(model: nn.Module, scores: dict[str, torch.Tensor], data: dict) -> dict[str, torch.Tensor]:

@@ -107,12 +107,22 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         self._handles.clear()
         if not enabled:
             return
+        self._modules = find_attention_modules(self.model)  # modules may have been replaced since
+        if not self._modules:
+            raise TypeError(
+                f"{type(self.model).__name__} no longer has PyHealth attention modules under a ModuleDict keyed "
+                "by its feature keys (were they replaced after the interpreter was built?)"
+            )
         self._maps = {key: [None] * len(mods) for key, mods in self._modules.items()}
         self._grads = {key: [None] * len(mods) for key, mods in self._modules.items()}
         for key, mods in self._modules.items():
             for layer, module in enumerate(mods):
                 hook = partial(self._store_map, key, layer, capture_gradients)
                 self._handles.append(module.register_forward_hook(hook))
+
+    def release_captured(self) -> None:
+        """Forget the captured maps and gradients (called at the end of every explanation)."""
+        self._maps, self._grads = {}, {}
 
     def _store_map(self, key, layer, capture_gradients, module, args, output) -> None:
         attn = output[1]

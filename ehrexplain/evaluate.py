@@ -316,6 +316,10 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
 
     ks = _check_percentages(percentages)
     _check_n_points(n_points)
+    if isinstance(methods, str) or not isinstance(methods, Sequence):
+        raise TypeError(f"methods must be a list of method names or interpreters, got {methods!r}")
+    if not methods:
+        raise ValueError(f"methods is empty; pass at least one of {sorted(METHODS)} or an interpreter")
     unknown = [m for m in methods if isinstance(m, str) and m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or pass interpreters")

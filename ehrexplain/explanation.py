@@ -66,7 +66,9 @@ class PatientExplanation:
 def check_patient_index(cohort, index: int) -> None:
     """Raise ``IndexError`` with the valid range when ``index`` is not a patient of ``cohort``."""
     n = len(cohort.samples)
-    if not isinstance(index, (int, np.integer)) or not 0 <= index < n:
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"patient index must be an integer, got {index!r} ({type(index).__name__})")
+    if not 0 <= index < n:
         raise IndexError(f"patient index {index} is out of range: the cohort has {n} patients (0..{n - 1})")
 
 
@@ -98,6 +100,7 @@ def explain_patient(model, cohort, index: int, method: str, target_class_idx=Non
     (``head_fusion``, ``discard_ratio``) and to ``attribute`` otherwise (``steps``).
 
     Raises:
+        TypeError: ``index`` is not an integer (``"3"``, ``3.0`` and ``True`` are refused).
         IndexError: ``index`` is not a patient of the cohort.
         ValueError: unknown method or baseline name.
         TypeError: the model cannot support the method (e.g. Chefer on a forward-only model).

@@ -22,18 +22,24 @@ from torch import nn
 @contextmanager
 def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` in eval mode, then restore every module's train/eval flag and
-    every parameter's ``.grad``, also after an exception."""
+    every parameter's ``.grad`` and ``requires_grad``, also after an exception.
+
+    Parameters require gradients inside, so that gradient methods (Chefer needs
+    the gradient of attention maps) also work on a frozen model.
+    """
     modes = [(module, module.training) for module in model.modules()]
-    grads = [(param, param.grad) for param in model.parameters()]
-    for param, _ in grads:
+    params = [(param, param.grad, param.requires_grad) for param in model.parameters()]
+    for param, _, _ in params:
         param.grad = None  # a backward inside would otherwise add to the caller's grads in place
+        param.requires_grad_(True)
     model.eval()
     try:
         yield model
     finally:
         for module, training in modes:
             module.training = training
-        for param, grad in grads:
+        for param, grad, requires_grad in params:
+            param.requires_grad_(requires_grad)
             param.grad = grad
 
 

@@ -228,3 +228,20 @@ def stagenet_and_batch():
     torch.manual_seed(5)
     model = StageNet(dataset=dataset, embedding_dim=16, chunk_size=8, levels=2).eval()
     return model, next(iter(get_dataloader(dataset, batch_size=6, shuffle=False)))
+
+
+def padding_kept_baseline(model, batch: dict) -> dict:
+    """ehrexplain's default baseline (PyHealth's, with padding left as padding), to compare with PyHealth."""
+    from ehrexplain._inputs import unpack_batch
+    from ehrexplain.methods._embedding_space import default_baseline
+
+    return default_baseline(unpack_batch(model, batch), use_embeddings=True)
+
+
+@pytest.fixture(scope="session")
+def lab_transformer(lab_dataset):
+    """An (untrained) PyHealth Transformer on codes plus a continuous ``labs`` vector."""
+    from pyhealth.models import Transformer
+
+    torch.manual_seed(6)
+    return Transformer(dataset=lab_dataset, embedding_dim=16, heads=2, num_layers=1).eval()

@@ -38,14 +38,18 @@ def check_embedding_support(model: nn.Module, method: str) -> None:
 
 
 def default_baseline(batch: FeatureBatch, use_embeddings: bool) -> dict[str, torch.Tensor]:
-    """PyHealth's reference input: UNK for tokens, ``1e-2`` for continuous values."""
+    """PyHealth's reference input (UNK for tokens, ``1e-2`` for continuous values), padding kept.
+
+    Example:
+        >>> # default_baseline(unpack_batch(model, batch), True)["conditions"]  # 1 where a code is, 0 at padding
+    """
     baselines = {}
     for key, value in batch.values.items():
         if use_embeddings and key in batch.token_keys:
             baselines[key] = torch.full_like(value, UNK_TOKEN_ID)
         else:
             baselines[key] = torch.full_like(value, CONTINUOUS_BASELINE, dtype=torch.get_default_dtype())
-    return baselines
+    return {key: _padding_kept(batch, key, b) for key, b in baselines.items()}
 
 
 def checked_baseline(batch: FeatureBatch, baseline: dict | None, use_embeddings: bool) -> dict[str, torch.Tensor]:
@@ -62,8 +66,24 @@ def checked_baseline(batch: FeatureBatch, baseline: dict | None, use_embeddings:
             )
         if not torch.isfinite(value.float()).all():
             raise ValueError(f"baseline for {key!r} contains NaN or infinite values")
-        baselines[key] = value
+        baselines[key] = _padding_kept(batch, key, value)
     return baselines
+
+
+def _padding_kept(batch: FeatureBatch, key: str, baseline: torch.Tensor) -> torch.Tensor:
+    """``baseline`` with the input's own values at padding positions.
+
+    Then ``x - b = 0`` there, so padding gets exactly zero attribution, and every
+    point of the path still holds padding where the model looks for it: a
+    patient's scores do not depend on how much padding its batch added.
+    """
+    value = batch.values[key]
+    real = batch.masks[key].bool()
+    while real.dim() < value.dim():
+        real = real.unsqueeze(-1)
+    if key in batch.token_keys:
+        real = real & (value != 0)
+    return torch.where(real, baseline.to(value.device), value.to(baseline.dtype))
 
 
 @dataclass
@@ -120,13 +140,13 @@ class AttributionSpace:
         """
         model = self.batch.model
         if not self.use_embeddings:
-            return model(**self.batch.forward_kwargs(points, rows))["logit"]
+            return self._finite(model(**self.batch.forward_kwargs(points, rows))["logit"], rows)
         raw = [key for key in points if key not in self.embedded_keys]
         if raw:  # continuous features are attributed in raw space, embedded here
             points = {**points, **model.get_embedding_model()({key: points[key] for key in raw})}
         kwargs = self.batch.forward_kwargs(points, rows)
         try:
-            return model.forward_from_embedding(**kwargs)["logit"]
+            logits = model.forward_from_embedding(**kwargs)["logit"]
         except (ValueError, RuntimeError) as error:  # the model's own limits, named for the user
             if type(error) not in (ValueError, RuntimeError):
                 raise  # specific subclasses (out of memory, ...) speak for themselves
@@ -137,6 +157,21 @@ class AttributionSpace:
                 "PyHealth's MLP has no nested-sequence path from embeddings)"
             )
             raise type(error)(message) from error
+        return self._finite(logits, rows)
+
+    def _finite(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``logits``, or a ``ValueError`` naming the samples whose prediction is NaN or infinite."""
+        bad = ~torch.isfinite(logits).all(dim=-1)
+        if bad.any():
+            samples = rows[bad].unique().tolist()
+            empty = [key for key, mask in self.batch.masks.items() if not mask[samples].any()]
+            raise ValueError(
+                f"{type(self.batch.model).__name__} predicts NaN or infinity for sample(s) {samples[:10]}"
+                + (f", which have no data in {empty}" if empty else "")
+                + "; a non-finite prediction cannot be explained (e.g. PyHealth's MLP divides by zero for a "
+                "patient without codes): drop or fill those samples"
+            )
+        return logits
 
     def to_raw_shapes(self, attributions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sum embedded keys over the embedding dimension: one score per input value."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import DataLoader, Dataset, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from ._attribution_table import explain_batch
@@ -114,7 +114,7 @@ class CohortParts:
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(data, DataLoader):
-            if not isinstance(data.sampler, SequentialSampler):
+            if getattr(data, "shuffle_samples", False) or isinstance(data.sampler, RandomSampler):
                 raise ValueError("data is a shuffling DataLoader; parts must be the same on every run: use shuffle=False")
             if batch_size is not None and batch_size != data.batch_size:
                 raise ValueError(f"batch_size={batch_size} but the DataLoader has batch_size={data.batch_size}; leave it out")

@@ -40,6 +40,7 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_interpreters.py
+	$(PY) bench/bench_cohort.py
 
 memory: $(STAMP)
 	$(PY) scripts/notebook_memory.py notebooks/*.ipynb

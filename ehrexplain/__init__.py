@@ -23,6 +23,10 @@ _LAZY = {
     "make_interpreter": "ehrexplain.methods",
     "as_attention_interpretable": "ehrexplain.capture",
     "PyHealthAttentionAdapter": "ehrexplain.capture",
+    "explain_cohort": "ehrexplain.cohort",
+    "read_attributions": "ehrexplain.cohort",
+    "global_importance": "ehrexplain.global_importance",
+    "ranking_stability": "ehrexplain.global_importance",
 }
 
 __all__ = ["AttentionInterpretable", "GradientInterpretable", "CheferInterpretable", *_LAZY]

@@ -208,3 +208,11 @@ def test_bad_inputs_are_named(demo_run, tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         explain_cohort(**arguments, batch_size=kwargs.get("batch_size", 8), progress=False, **options)
     assert not (tmp_path / "x").exists()
+
+
+def test_loaders_that_change_the_parts_are_refused(demo_run, tmp_path):
+    with pytest.raises(ValueError, match="shuffl"):
+        explain_cohort(demo_run.model, demo_run.cohort.loader(8, shuffle=True), "rollout", out=tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="batch_size=4 but the DataLoader has batch_size=8"):
+        explain_cohort(demo_run.model, demo_run.cohort.loader(8), "rollout", out=tmp_path / "x", batch_size=4, progress=False)
+    assert not (tmp_path / "x").exists()

@@ -25,8 +25,6 @@ _LAZY = {
     "PyHealthAttentionAdapter": "ehrexplain.capture",
     "explain_cohort": "ehrexplain.cohort",
     "read_attributions": "ehrexplain.cohort",
-    "global_importance": "ehrexplain.global_importance",
-    "ranking_stability": "ehrexplain.global_importance",
 }
 
 __all__ = ["AttentionInterpretable", "GradientInterpretable", "CheferInterpretable", *_LAZY]

@@ -50,8 +50,10 @@ notebooks: $(STAMP)
 	else echo "no notebooks yet"; fi
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'  # Captum, the IG-tolerance reference
 	$(PY) bench/bench_interpreters.py
 	$(PY) bench/bench_ig_tolerance.py
+	$(PY) bench/bench_cohort.py
 
 memory: $(STAMP)
 	$(PY) scripts/notebook_memory.py notebooks/*.ipynb

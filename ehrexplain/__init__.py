@@ -23,6 +23,8 @@ _LAZY = {
     "make_interpreter": "ehrexplain.methods",
     "as_attention_interpretable": "ehrexplain.capture",
     "PyHealthAttentionAdapter": "ehrexplain.capture",
+    "explain_cohort": "ehrexplain.cohort",
+    "read_attributions": "ehrexplain.cohort",
 }
 
 __all__ = ["AttentionInterpretable", "GradientInterpretable", "CheferInterpretable", *_LAZY]

@@ -1,0 +1,215 @@
+"""Explain every sample of a cohort, in resumable Parquet parts, here or on a Dask cluster.
+
+:func:`explain_cohort` cuts a PyHealth dataset (or walks a dataloader) into
+parts of ``batch_size`` samples, explains each part and writes it atomically
+to ``out/part-NNNNNN.parquet`` (a temporary file, then ``os.replace``). A
+``manifest.json`` records the method, its options, the batch size, the number
+of samples and a fingerprint of the model's weights: a rerun with the same
+settings skips the parts already written; a rerun with different ones refuses
+instead of mixing results.
+
+Example:
+    >>> # from ehrexplain.demo import demo
+    >>> # d = demo()
+    >>> # out = explain_cohort(d.model, d.cohort.dataset, "integrated_gradients", out="attr", steps=32)
+    >>> # read_attributions(out).groupby("code").score.mean()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+from tqdm.auto import tqdm
+
+from ._attribution_table import explain_batch
+
+MANIFEST = "manifest.json"
+DEFAULT_BATCH_SIZE = 64
+
+
+def explain_cohort(model, data, method, out, batch_size: int | None = None, client=None, progress: bool = True, **options) -> Path:
+    """Explain every sample of ``data`` with ``method`` and write long-format Parquet parts.
+
+    Args:
+        model: a trained PyHealth model.
+        data: a PyHealth ``SampleDataset`` (e.g. ``cohort.dataset``, or a task's
+            samples) or a non-shuffling ``DataLoader`` over one.
+        method: ``"rollout"``, ``"chefer"``, ``"integrated_gradients"``,
+            ``"deeplift"`` or an interpreter instance built on ``model``.
+        out: directory for ``part-NNNNNN.parquet`` files and ``manifest.json``.
+        batch_size: samples per part (default 64; a dataloader brings its own).
+        client: a ``dask.distributed.Client``: parts run on its workers with
+            results identical to in-process. ``None`` runs here. Locally use
+            :func:`ehrexplain.cluster.local_client`; on a real cluster the one
+            line that changes is ``client = Client("tcp://scheduler:8786")``.
+        progress: show a tqdm progress bar (samples).
+        **options: constructor options of a named method (e.g. ``steps``) and
+            ``attribute`` options (e.g. ``target_class_idx``). IG and DeepLIFT
+            always report each sample's convergence ``delta``.
+
+    Returns:
+        ``out`` as a ``Path``; read it with :func:`read_attributions`.
+
+    Raises:
+        TypeError / ValueError naming the bad argument; ValueError when ``out``
+            holds parts written with other settings.
+
+    Example:
+        >>> # out = explain_cohort(model, cohort.dataset, "deeplift", out="attr", batch_size=128)
+        >>> # table = read_attributions(out)   # sample, patient_id, feature, code, score, delta, ...
+    """
+    out = _checked_out(out)
+    interpreter, attribute_options = _interpreter(model, method, options)
+    parts = CohortParts(data, batch_size)
+    _claim(out, _manifest(interpreter, method, options, parts))
+    done = {int(path.stem.split("-")[1]) for path in out.glob("part-*.parquet")}
+    bar = tqdm(total=parts.n_samples, unit="sample", disable=not progress, desc="explain_cohort")
+    bar.update(sum(parts.size(i) for i in done))
+
+    def write(index: int, table) -> None:
+        final = out / f"part-{index:06d}.parquet"
+        temp = final.with_suffix(f".tmp-{os.getpid()}")
+        pq.write_table(table, temp)
+        os.replace(temp, final)
+        bar.update(parts.size(index))
+
+    try:
+        if client is None:
+            for index, first, batch in parts.batches(skip=done):
+                write(index, explain_batch(interpreter, batch, first, attribute_options))
+        else:
+            from .cluster import run_on_client
+
+            run_on_client(client, interpreter, parts.batches(skip=done), attribute_options, write)
+    finally:
+        bar.close()
+    return out
+
+
+def read_attributions(out) -> pd.DataFrame:
+    """All parts written by :func:`explain_cohort` to ``out``, in sample order.
+
+    Example:
+        >>> # read_attributions("attr").query("feature == 'conditions'").head()
+    """
+    out = _checked_out(out)
+    paths = sorted(out.glob("part-*.parquet"))
+    if not paths:
+        raise FileNotFoundError(f"no part-*.parquet files in {out}; run explain_cohort(..., out={str(out)!r}) first")
+    return pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+
+
+class CohortParts:
+    """A dataset or dataloader seen as numbered parts of consecutive samples."""
+
+    def __init__(self, data, batch_size):
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(data, DataLoader):
+            if getattr(data, "shuffle_samples", False) or isinstance(data.sampler, RandomSampler):
+                raise ValueError("data is a shuffling DataLoader; parts must be the same on every run: use shuffle=False")
+            if batch_size is not None and batch_size != data.batch_size:
+                raise ValueError(f"batch_size={batch_size} but the DataLoader has batch_size={data.batch_size}; leave it out")
+            self.loader, self.dataset, self.batch_size = data, data.dataset, data.batch_size
+        elif isinstance(data, Dataset) and hasattr(data, "input_processors"):
+            self.loader, self.dataset, self.batch_size = None, data, batch_size or DEFAULT_BATCH_SIZE
+        else:
+            raise TypeError(
+                f"data must be a PyHealth SampleDataset (e.g. cohort.dataset) or a DataLoader over one, "
+                f"got {type(data).__name__}"
+            )
+        self.n_samples = len(self.dataset)
+        self.n_parts = -(-self.n_samples // self.batch_size)
+
+    def size(self, index: int) -> int:
+        """Number of samples in part ``index``."""
+        return min(self.batch_size, self.n_samples - index * self.batch_size)
+
+    def batches(self, skip=frozenset()):
+        """Yield ``(index, first_sample, batch)`` for every part not in ``skip``."""
+        if self.loader is not None:
+            for index, batch in enumerate(self.loader):
+                if index not in skip:
+                    yield index, index * self.batch_size, batch
+            return
+        from pyhealth.datasets.utils import collate_fn_dict_with_padding
+
+        for index in range(self.n_parts):
+            if index not in skip:
+                first = index * self.batch_size
+                samples = [self.dataset[i] for i in range(first, first + self.size(index))]
+                yield index, first, collate_fn_dict_with_padding(samples)
+
+
+def _checked_out(out) -> Path:
+    if isinstance(out, bool) or not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a directory path (str or pathlib.Path), got {type(out).__name__}")
+    return Path(out)
+
+
+def _interpreter(model, method, options: dict):
+    """The interpreter for ``method`` and the options its ``attribute`` takes."""
+    from .methods import METHODS, make_interpreter
+    from .methods._base import Interpreter
+
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)} or pass an interpreter")
+        constructor = set(inspect.signature(METHODS[method].__init__).parameters) - {"self", "model"}
+        interpreter = make_interpreter(method, model, **{k: v for k, v in options.items() if k in constructor})
+        options = {k: v for k, v in options.items() if k not in constructor}
+    elif isinstance(method, Interpreter):
+        if method.model is not model:
+            raise ValueError("method is an interpreter built on another model; build it on the model you pass")
+        interpreter = method
+    else:
+        raise TypeError(f"method must be a method name or an ehrexplain interpreter, got {type(method).__name__}")
+    accepted = set(inspect.signature(interpreter.attribute).parameters) - {"data"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"{type(interpreter).__name__} takes no option(s) {unknown}; it accepts {sorted(accepted)}")
+    if "return_convergence_delta" in accepted:
+        options = {**options, "return_convergence_delta": True}
+    return interpreter, options
+
+
+def _manifest(interpreter, method, options: dict, parts: CohortParts) -> dict:
+    weights = hashlib.sha256()
+    for name, tensor in interpreter.model.state_dict().items():
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return {
+        "method": method if isinstance(method, str) else type(method).__name__,
+        "options": {key: repr(value) for key, value in sorted(options.items())},
+        "batch_size": parts.batch_size,
+        "n_samples": parts.n_samples,
+        "model_sha256": weights.hexdigest(),
+    }
+
+
+def _claim(out: Path, manifest: dict) -> None:
+    """Write ``manifest`` to ``out``, or check that it matches the one already there."""
+    path = out / MANIFEST
+    if path.exists():
+        found = json.loads(path.read_text())
+        differs = sorted(key for key in manifest.keys() | found.keys() if manifest.get(key) != found.get(key))
+        if differs:
+            details = "; ".join(f"{key}: {found.get(key)!r} there, {manifest.get(key)!r} now" for key in differs)
+            raise ValueError(
+                f"{out} holds parts written with other settings ({details}); use a new out directory or delete it"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"out={str(out)!r} exists, is not empty and has no {MANIFEST}; choose an empty or new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps(manifest, indent=1))
+    os.replace(temp, path)

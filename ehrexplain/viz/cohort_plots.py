@@ -1,0 +1,57 @@
+"""Cohort-level figures: the global importance of codes, with bootstrap intervals.
+
+Example:
+    >>> import pandas as pd
+    >>> from ehrexplain.global_importance import global_importance
+    >>> rows = pd.DataFrame({"sample": [0, 1], "feature": "drugs", "code": ["A10BA02", "A10BA02"], "score": [1.0, 2.0]})
+    >>> fig = plot_global_importance(global_importance(rows), names={"A10BA02": "metformin"})
+    >>> fig.axes[0].get_yticklabels()[0].get_text()
+    'A10BA02 — metformin'
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .plots import _draw_bars, _figure_and_axes, _ground_truth_mask, _label
+
+AXIS_LABELS = {
+    "mean_abs_score": "mean |attribution| over the samples with the code",
+    "mean_score": "mean attribution over the samples with the code (signed)",
+}
+
+
+def plot_global_importance(table, top_k: int = 15, names: Mapping | None = None, ground_truth=None, ax=None, title=None):
+    """Bars of the ``top_k`` codes of a :func:`global_importance` table, with interval error bars.
+
+    Args:
+        table: the DataFrame returned by ``global_importance`` (sorted by rank).
+        top_k: number of codes to show.
+        names: optional ``{code: readable name}``; labels read "code — name".
+        ground_truth: optional set of codes known to drive the label (bold labels).
+        ax: matplotlib axes to draw into; a new Figure when ``None``.
+        title: figure title (default names the ranking column and the cohort size).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    missing = [c for c in ("code", "rank", "ci_low", "ci_high") if c not in getattr(table, "columns", ())]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}; pass the DataFrame returned by global_importance()")
+    column = table.attrs.get("rank_by", "mean_abs_score")
+    top = table.sort_values("rank").head(top_k)
+    fig, ax = _figure_and_axes(ax, figsize=(7, 0.35 * len(top) + 1.2))
+    codes = top["code"].tolist()
+    truth = _ground_truth_mask(codes, set(ground_truth) if ground_truth is not None else None)
+    values = top[column].to_numpy(dtype=float)
+    _draw_bars(ax, [_label(c, names, t) for c, t in zip(codes, truth)], values, truth, signed=column == "mean_score")
+    errors = np.vstack([values - top["ci_low"].to_numpy(), top["ci_high"].to_numpy() - values])
+    ax.errorbar(values, np.arange(len(top)), xerr=np.clip(errors, 0, None), fmt="none", ecolor="black", capsize=3)
+    ax.set_xlabel(AXIS_LABELS.get(column, column))
+    ax.set_ylabel("code")
+    ax.set_title(title or f"Global importance: top {len(top)} codes by {column} (bootstrap interval)")
+    return fig

@@ -423,5 +423,6 @@ def model_auroc(model, cohort_or_loader, indices=None) -> float:
 
 __all__ = [
     "CODE_NAMES", "CONDITIONS", "DRUGS", "LAB_NAMES", "PROCEDURES",
-    "Cohort", "PlantedRule", "auroc", "make_cohort", "model_auroc", "train_demo_model",
+    "Cohort", "PlantedRule", "auroc", "make_cohort", "model_auroc", "train_demo_model", "write_mimic4",
 ]
+from .mimic4 import write_mimic4  # noqa: E402  (MIMIC-IV-shaped tables; last, as mimic4 uses this module)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
-import numbers
 
 import numpy as np
 import torch
@@ -32,7 +30,7 @@ from ._inputs import as_tuple, check_feature_keys
 #: Batch keys that describe a record rather than feed the model; always allowed.
 METADATA_KEYS = frozenset({"patient_id", "visit_id", "record_id", "embed"})
 #: Options that must be positive integers (``None`` allowed where the signature defaults to it).
-POSITIVE_INT_OPTIONS = ("steps", "internal_batch_size", "max_steps", "n_steps")
+POSITIVE_INT_OPTIONS = ("steps", "internal_batch_size", "n_steps")
 
 
 def validate_call(model: nn.Module, method, kwargs: dict) -> dict:
@@ -76,10 +74,8 @@ def check_unknown_keywords(model, data: dict, params: dict, owner: str) -> None:
         if name in known or name.endswith(("_id", "_ids")):
             continue
         choices = sorted(set(params) | known)
-        match = difflib.get_close_matches(name, choices, n=1)
-        hint = f"; did you mean {match[0]!r}?" if match else ""
         raise TypeError(
-            f"{owner}() got an unexpected keyword {name!r}{hint} It takes the options {sorted(params)} "
+            f"{owner}() got an unexpected keyword {name!r}{did_you_mean(name, choices)} It takes the options {sorted(params)} "
             f"and the batch keys {sorted(known - METADATA_KEYS)}"
         )
 
@@ -215,6 +211,17 @@ def _check_length(model, key: str, value: torch.Tensor) -> None:
         )
 
 
+def did_you_mean(name: str, choices) -> str:
+    """``"; did you mean 'a' or 'b'?"`` for the closest ``choices`` (at most three), or ``""``.
+
+    Example:
+        >>> did_you_mean("return_delta", ["return_steps", "return_convergence_delta", "steps"])
+        "; did you mean 'return_steps' or 'return_convergence_delta'?"
+    """
+    matches = difflib.get_close_matches(name, list(choices), n=3)
+    return f"; did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+
+
 def check_option(model, name: str, value, default, batch_size: int | None):
     """One option of the method, checked by its name; returns it with numpy integers as ``int``."""
     if name in POSITIVE_INT_OPTIONS:
@@ -227,9 +234,6 @@ def check_option(model, name: str, value, default, batch_size: int | None):
         return check_target(value, batch_size)
     if name == "baseline":
         return check_baseline(model, value)
-    if name == "tolerance" and value is not None:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-            raise ValueError(f"option 'tolerance' must be a positive finite number, got {value!r}")
     return value
 
 
@@ -270,8 +274,7 @@ def check_baseline(model, baseline):
         raise TypeError(f"option 'baseline' must be a dict {{feature_key: tensor}} or None, got {type(baseline).__name__}")
     for key, value in baseline.items():
         if key not in model.feature_keys:
-            match = difflib.get_close_matches(str(key), model.feature_keys, n=1)
-            hint = f"; did you mean {match[0]!r}?" if match else ""
+            hint = did_you_mean(str(key), model.feature_keys)
             raise KeyError(f"baseline has unknown feature key {key!r}{hint} The model's feature keys are {sorted(model.feature_keys)}")
         if model.dataset.input_processors[key].is_token():
             check_token_ids(model, key, value, "baseline for")

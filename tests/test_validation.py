@@ -52,7 +52,7 @@ def codes_tuple(b, value):
 # (id, method, setup, kwargs built from the batch, exception, words of the message)
 CASES = [
     # unknown keywords: refused with "did you mean"
-    ("typo return_delta", "ig", "flat", lambda b: replaced(b, return_delta=True), TypeError, "did you mean 'return_convergence_delta'"),
+    ("typo return_delta", "ig", "flat", lambda b: replaced(b, return_delta=True), TypeError, "or 'return_convergence_delta'?"),
     ("typo target_class", "ig", "flat", lambda b: replaced(b, target_class=1), TypeError, "did you mean 'target_class_idx'"),
     ("typo step", "ig", "flat", lambda b: replaced(b, step=8), TypeError, "did you mean 'steps'"),
     ("typo feature key", "ro", "flat", lambda b: {**{k: v for k, v in b.items() if k != "conditions"}, "conditons": conds(b)}, TypeError, "did you mean 'conditions'"),

@@ -69,7 +69,8 @@ def check_model(model: nn.Module) -> None:
 
 def check_unknown_keywords(model, data: dict, params: dict, owner: str) -> None:
     """``TypeError`` for a keyword that is neither an option, a batch key nor record metadata."""
-    known = set(getattr(model, "feature_keys", [])) | set(getattr(model, "label_keys", [])) | METADATA_KEYS
+    labels = getattr(model, "label_keys", None) or getattr(getattr(model, "dataset", None), "output_schema", {})
+    known = set(getattr(model, "feature_keys", [])) | set(labels) | METADATA_KEYS
     for name in data:
         if name in known or name.endswith(("_id", "_ids")):
             continue

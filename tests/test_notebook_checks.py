@@ -84,9 +84,9 @@ def test_deeplift_notebook_catches_a_wrong_product_rule(monkeypatch):
         "ehrexplain.methods._deeplift_rules", reason="exact DeepLIFT (branch dl) is not merged here yet"
     )
 
-    def input_rows_twice(t):  # [a_x; a_x] where the Shapley split needs [(a_x + a_b)/2; same]
-        x, _ = t.detach().chunk(2)
-        return torch.cat([x, x])
+    def input_rows_twice(t, dim):  # [a_x; a_x] where the Shapley split needs [(a_x + a_b)/2; same]
+        x, _ = t.detach().chunk(2, dim)
+        return torch.cat([x, x], dim)
 
     monkeypatch.setattr(rules, "_midpoints", input_rows_twice)
     run_until_a_check_fails("05_deeplift.ipynb")

@@ -95,7 +95,7 @@ NOT_PROSE = [r"```.*?```", r"`[^`\n]*`", r"\]\([^)]*\)", r"<https?://[^>]*>", r"
 NAMES_NOT_NUMBERS = [
     r"arXiv:\d{4}\.\d{4,5}",  # arXiv identifiers (before years: they start like one)
     r"(?m)^#+\s*\d{2}\s*·",  # a notebook's number in its title: "# 02 · Attention Rollout"
-    r"(?m)^#+\s*\d+(\.\d+)*\.",  # section numbers: "## 3. With ehrexplain"
+    r"(?m)^#+\s*\d+[a-z]?(\.\d+)*\.",  # section numbers: "## 3. With ehrexplain", "### 4b. Another seed"
     r"(?i)\bnotebooks?\s+\d{2}(\s*(,|and|to|or|–|-)\s*\d{2})*",  # references to other notebooks: "notebook 07"
     r"\b\d{2}\s*·",  # notebook titles in link text: "[04 · Integrated Gradients]"
     r"\b(Exercises?|exercises?|[Ss]ections?|steps?)\s+\d+",  # exercise and section numbers
@@ -104,6 +104,9 @@ NAMES_NOT_NUMBERS = [
     r"\bICD-10\b",  # a coding system's name
     r"\b(label|class|classes)\s*=?\s*\d\b(\s*and\s*\d\b)?",  # class names: "label 1", "p(label = 1)", "classes 0 and 1"
     r"(?i)\b(row|position|id|ids|layer|head)\s+\d+\b",  # indices and token ids: "row 0", "id 1"
+    # the fixed end points of a score's scale, true by definition: "(0.5 = random ranking, 1 = perfect)" for AUROC,
+    # "1 = same order, 0 = unrelated" for a rank correlation
+    r"\b(0\.5|0|1)\s*=\s*(random ranking|perfect|same order|unrelated)\b",
 ]
 
 MATH = r"\$\$.*?\$\$|\$[^$\n]*\$"

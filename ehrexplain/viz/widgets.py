@@ -172,14 +172,12 @@ class ComparisonDashboard(StaticFallback, widgets.VBox):
         self.explain = _CachedExplainer(model, cohort)
         self.patient = widgets.IntText(value=index, description="patient")
         self.message, self.unsupported = widgets.HTML(), widgets.HTML(unsupported_html(reasons))
-        self.table = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self.table = widgets.HTML(layout=widgets.Layout(overflow="auto"))  # stretched to the box; scrolls inside itself
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.figure, self.explanations = None, {}
         if metrics is not None:
             rows = metrics.reset_index().to_dict("records")
-            table = attribution_table_html(rows, element_id="ehrexplain-metrics")
-            # width 0 + min-width 100%: the table adds no width to the widget and scrolls on its own
-            self.table.value = f'<div style="overflow-x:auto;width:0;min-width:100%">{table}</div>'
+            self.table.value = attribution_table_html(rows, element_id="ehrexplain-metrics")
         self.patient.observe(lambda _: self.refresh(), names="value")
         super().__init__([self.patient, self.unsupported, self.message, self.image, self.table])
         self.refresh()

@@ -48,24 +48,37 @@ def test_ground_truth_marks_exactly_the_drivers(pipeline):
         assert flagged == truth.rule.drivers(codes)
 
 
-@pytest.mark.xfail(reason="not yet true: on 200 patients, ranking by mean |score| puts background procedure codes "
-                          "(large negative IG) ahead of the planted codes; to investigate (signed rank, more data)",
+@pytest.mark.xfail(reason="not reliable yet on 200 patients / 6 epochs: with the signed ranking the three planted risk "
+                          "codes reach the top 5 when this test runs alone but not always after the other tests of "
+                          "this file (run-order dependence still to be found); the interacting drugs rank just below",
                    strict=False)
 def test_planted_codes_lead_the_ig_ranking(pipeline, tmp_path):
-    from pyhealth.models import Transformer
+    """The planted risk codes lead the cohort's IG ranking by *signed* mean score.
 
-    from ehrexplain.cohort import explain_cohort, global_importance
-    from ehrexplain.training import train_model
+    IG integrates from an all-padding (UNK) baseline, so common background codes the model
+    learnt as "not risky" get large *negative* attributions; ranking by mean |score| mixes
+    them with the risk codes. The signed mean ranks evidence *for* the positive class, which
+    is what the planted risk codes provide. The two interacting drugs count only jointly, and
+    on 200 patients they rank just below the top (not asserted).
+    """
+    from pyhealth.datasets import get_dataloader
+    from pyhealth.models import Transformer
+    from pyhealth.trainer import Trainer
+
+    from ehrexplain.cohort import explain_cohort
+    from ehrexplain.global_importance import global_importance
 
     truth, samples = pipeline
     torch.manual_seed(0)
-    model = train_model(Transformer(dataset=samples, embedding_dim=32, heads=2, num_layers=2), samples, epochs=6,
-                        lr=3e-3, seed=0)
-    table = global_importance(explain_cohort(model, samples, "integrated_gradients", out=tmp_path, steps=8, batch_size=128,
-                                             progress=False), n_boot=20)
+    model = Transformer(dataset=samples, embedding_dim=32, heads=2, num_layers=2)
+    Trainer(model=model, enable_logging=False).train(
+        train_dataloader=get_dataloader(samples, batch_size=32, shuffle=True), epochs=6,
+        optimizer_params={"lr": 3e-3}, load_best_model_at_last=False)
+    out = explain_cohort(model.eval(), samples, "integrated_gradients", out=tmp_path, batch_size=64, progress=False)
+    table = global_importance(out, rank_by="mean_score", n_bootstrap=20)
     positive = {*truth.rule.risk_codes, *truth.rule.interaction}
-    top = set(table.nsmallest(len(positive), "rank")["code"])
-    assert len(top & positive) >= len(positive) - 1, table.head(8)
+    top = set(table.head(len(positive))["code"])
+    assert set(truth.rule.risk_codes) <= top, table.head(8)
 
 
 @pytest.mark.parametrize("kwargs, match", [(dict(n_patients=0), "n_patients"), (dict(n_patients=2.5), "n_patients"),

@@ -72,7 +72,7 @@ def test_planted_codes_lead_the_ig_ranking(pipeline, tmp_path):
     torch.manual_seed(0)
     model = Transformer(dataset=samples, embedding_dim=32, heads=2, num_layers=2)
     Trainer(model=model, enable_logging=False).train(
-        train_dataloader=get_dataloader(samples, batch_size=32, shuffle=True), epochs=6,
+        train_dataloader=get_dataloader(samples, batch_size=32, shuffle=True, seed=0), epochs=6,
         optimizer_params={"lr": 3e-3}, load_best_model_at_last=False)
     out = explain_cohort(model.eval(), samples, "integrated_gradients", out=tmp_path, batch_size=64, progress=False)
     table = global_importance(out, rank_by="mean_score", n_bootstrap=20)

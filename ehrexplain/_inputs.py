@@ -27,6 +27,21 @@ def _schema(model: nn.Module, key: str) -> tuple[str, ...]:
     return tuple(_processor(model, key).schema())
 
 
+def inverse_vocab(dataset, key: str) -> dict[int, str]:
+    """Token id to code string for a token feature of ``dataset``.
+
+    Raises:
+        ValueError: the feature has no code vocabulary (e.g. a continuous feature).
+
+    Example:
+        >>> # inverse_vocab(cohort.dataset, "conditions")[2]  # 'M54.5'
+    """
+    processor = dataset.input_processors[key]
+    if not hasattr(processor, "code_vocab"):
+        raise ValueError(f"feature {key!r} has no code vocabulary (it is {type(processor).__name__})")
+    return {i: code for code, i in processor.code_vocab.items()}
+
+
 def as_tuple(feature) -> tuple:
     """A feature as a tuple: a bare tensor becomes ``(tensor,)``."""
     return (feature,) if isinstance(feature, torch.Tensor) else tuple(feature)

@@ -31,6 +31,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ._inputs import inverse_vocab
+
 # synthetic.py re-exports write_mimic4, so it is imported lazily here (no import cycle).
 
 DIAGNOSES = {  # ICD-10-CM as MIMIC-IV stores it: no dot
@@ -107,11 +109,7 @@ class Mimic4Truth:
         Example:
             >>> # truth.ground_truth(batch, samples)["drugs"]  # 1 where the interacting NDCs sit
         """
-        vocabs = {}
-        for key, processor in dataset.input_processors.items():
-            if not hasattr(processor, "code_vocab"):
-                raise ValueError(f"feature {key!r} has no code vocabulary (it is {type(processor).__name__})")
-            vocabs[key] = {i: code for code, i in processor.code_vocab.items()}
+        vocabs = {key: inverse_vocab(dataset, key) for key in dataset.input_processors}
         missing = [key for key in vocabs if key not in batch]
         if missing:
             raise KeyError(f"batch is missing feature key(s) {missing}; it has {sorted(batch)}")

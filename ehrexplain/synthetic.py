@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ._inputs import inverse_vocab
 from .model_state import evaluation_mode
 
 CONDITIONS = {
@@ -288,10 +289,7 @@ class Cohort:
         return truth
 
     def _inverse_vocab(self, key: str) -> dict[int, str]:
-        processor = self.dataset.input_processors[key]
-        if not hasattr(processor, "code_vocab"):
-            raise ValueError(f"feature {key!r} has no code vocabulary (it is {type(processor).__name__})")
-        return {i: code for code, i in processor.code_vocab.items()}
+        return inverse_vocab(self.dataset, key)
 
 
 def make_cohort(

@@ -1,77 +1,117 @@
-"""What a student does in JupyterLab, as Playwright steps (used by the browser tests)."""
+"""What a student does in JupyterLab, as Playwright steps (used by the browser tests).
+
+Each step acts on one notebook tab: the one named ``name`` (its path under the lab's root),
+or the current tab when no name is given. Several notebooks can be open, and running, in
+one page at once.
+"""
 
 from __future__ import annotations
 
 import time
 
-#: JavaScript: cells still to run, cells run, and error outputs, of the current notebook.
-_PROGRESS = """() => {
-  const cells = window.jupyterapp.shell.currentWidget.content.widgets.filter(c => c.model.type === 'code');
+#: JavaScript prelude: ``panel`` is the notebook tab named ``name`` (else the current tab).
+_PANEL = """const app = window.jupyterapp;
+  const panel = name ? [...app.shell.widgets('main')].find(w => w.context && w.context.path === name)
+                     : app.shell.currentWidget;"""
+
+#: JavaScript: cells still to run, cells run, and error outputs, of the notebook.
+_PROGRESS = f"""(name) => {{
+  {_PANEL}
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   const expected = c => (c.model.getMetadata('tags') || []).includes('raises-exception');
   const done = c => c.model.executionCount !== null && !c.promptNode.textContent.includes('*');
-  return {
+  return {{
     pending: cells.filter(c => !done(c)).length,
     total: cells.length,
     errors: cells.filter(c => !expected(c)).flatMap(c => c.model.outputs.toJSON())
-      .filter(o => o.output_type === 'error').map(o => `${o.ename}: ${o.evalue}`),
-  };
-}"""
+      .filter(o => o.output_type === 'error').map(o => `${{o.ename}}: ${{o.evalue}}`),
+  }};
+}}"""
+
+#: JavaScript: whether the notebook's kernel is started and idle.
+_KERNEL_IDLE = f"""(name) => {{
+  {_PANEL}
+  const s = panel && panel.sessionContext;
+  return Boolean(s && s.session && s.session.kernel && s.kernelDisplayStatus === 'idle');
+}}"""
 
 
 def open_notebook(page, lab, name: str) -> None:
-    """Open ``name`` in JupyterLab and wait for its kernel."""
+    """Load JupyterLab in ``page`` with ``name`` open, and wait for its kernel."""
     workspace = name.removesuffix(".ipynb").replace(" ", "_")  # one per notebook, reset: no tabs of other tests
     page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{name}?reset")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                            " && window.jupyterapp.shell.currentWidget.context", timeout=60_000)
-    page.wait_for_function(
-        "() => { const s = window.jupyterapp.shell.currentWidget.sessionContext;"
-        " return s && s.session && s.session.kernel && s.kernelDisplayStatus === 'idle'; }",
-        timeout=60_000,
-    )
+    page.wait_for_function(_KERNEL_IDLE, arg=None, timeout=60_000)
+
+
+def open_tab(page, name: str) -> None:
+    """Open ``name`` in another tab of the JupyterLab already loaded in ``page``; wait for its kernel."""
+    command(page, "docmanager:open", {"path": name, "factory": "Notebook"})
+    page.wait_for_function(_KERNEL_IDLE, arg=name, timeout=60_000)
+
+
+def shut_down_kernel(page, name: str) -> None:
+    """Stop the kernel of ``name`` (its tab and outputs stay), freeing its memory for the next notebook."""
+    page.evaluate(f"async (name) => {{ {_PANEL} await panel.sessionContext.shutdown(); }}", name)
 
 
 def command(page, name: str, args: dict | None = None) -> None:
-    """Run a JupyterLab command (as the menus do)."""
-    page.evaluate("([name, args]) => window.jupyterapp.commands.execute(name, args)", [name, args or {}])
+    """Run a JupyterLab command (as the menus do) and wait for it to finish."""
+    page.evaluate("async ([name, args]) => { await window.jupyterapp.commands.execute(name, args); }",
+                  [name, args or {}])
 
 
-def start_run_all(page) -> None:
-    """Clear outputs and Run All (returns at once)."""
+def activate(page, name: str) -> None:
+    """Bring the tab of ``name`` to the front (so it is laid out, measured and screenshotted)."""
+    page.evaluate(f"(name) => {{ {_PANEL} app.shell.activateById(panel.id); }}", name)
+
+
+def start_run_all(page, name: str | None = None) -> None:
+    """Clear outputs and Run All; returns at once (the command's promise ends only with the last cell)."""
+    if name:
+        activate(page, name)  # the notebook commands act on the current tab
     command(page, "notebook:clear-all-cell-outputs")
-    command(page, "notebook:run-all-cells")
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
 
-def finished(page) -> bool:
+def finished(page, name: str | None = None) -> bool:
     """Whether every code cell has run; fails on a traceback from a cell not tagged raises-exception."""
-    progress = page.evaluate(_PROGRESS)
+    progress = page.evaluate(_PROGRESS, name)
     assert not progress["errors"], f"a cell failed: {progress['errors']}"
     return bool(progress["total"]) and progress["pending"] == 0
 
 
 def run_all(page, timeout: float = 240) -> None:
-    """Run All and wait until every code cell has run."""
+    """Run All in the current tab and wait until every code cell has run."""
     start_run_all(page)
     deadline = time.monotonic() + timeout
     while not finished(page):
-        assert time.monotonic() < deadline, "cells still running after {timeout} s"
+        assert time.monotonic() < deadline, f"cells still running after {timeout} s"
         page.wait_for_timeout(500)
 
 
-#: JavaScript: widget views in the outputs (by the notebook model), how many drew a widget, how many
-#: are wider than their output area (must scroll inside, not as a whole), how many images are blank.
-WIDGET_VIEWS = """() => {
-  const cells = window.jupyterapp.shell.currentWidget.content.widgets.filter(c => c.model.type === 'code');
+#: JavaScript: widget views in the notebook's outputs (by its model), how many drew a widget, how
+#: many are wider than their output area (must scroll inside, not as a whole), how many images are blank.
+_WIDGET_VIEWS = f"""(name) => {{
+  {_PANEL}
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   const mime = 'application/vnd.jupyter.widget-view+json';
   const expected = cells.flatMap(c => c.model.outputs.toJSON()).filter(o => o.data && o.data[mime]).length;
-  const outputs = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')];
+  const outputs = [...panel.node.querySelectorAll('.jp-OutputArea-output')];
   const drawn = outputs.filter(o => o.querySelector(':scope > .jupyter-widgets')).length;
-  const images = [...document.querySelectorAll('.jp-OutputArea-output img.widget-image')];
+  const images = [...panel.node.querySelectorAll('.jp-OutputArea-output img.widget-image')];
   const wide = outputs.map(o => o.querySelector(':scope > .jupyter-widgets'))
     .filter(w => w && w.scrollWidth > w.parentElement.clientWidth + 1).length;
-  return {expected, drawn, wide, blank_images: images.filter(i => !(i.complete && i.naturalWidth > 0)).length};
-}"""
+  return {{expected, drawn, wide, blank_images: images.filter(i => !(i.complete && i.naturalWidth > 0)).length}};
+}}"""
+
+
+def widget_views(page, name: str | None = None) -> dict:
+    """Counts of the notebook's widget views: expected, drawn, too wide, blank images."""
+    return page.evaluate(_WIDGET_VIEWS, name)
 
 
 def notebook_text(page) -> str:
+    """The visible text of the current notebook tab."""
     return page.inner_text(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")

@@ -8,7 +8,8 @@ import time
 
 import pytest
 from browser_support import REPO, new_page, screenshot, widget_errors
-from lab_actions import WIDGET_VIEWS, finished, notebook_text, open_notebook, start_run_all
+from lab_actions import (activate, finished, notebook_text, open_notebook, open_tab, shut_down_kernel,
+                         start_run_all, widget_views)
 
 pytestmark = pytest.mark.browser
 
@@ -35,8 +36,9 @@ def test_widget_notebooks_are_found():
 
 
 def _check_rendered(page, name: str) -> None:
+    activate(page, name)
     deadline = time.monotonic() + 60
-    while (views := page.evaluate(WIDGET_VIEWS))["drawn"] < views["expected"] and time.monotonic() < deadline:
+    while (views := widget_views(page, name))["drawn"] < views["expected"] and time.monotonic() < deadline:
         page.wait_for_timeout(500)
     screenshot(page, f"notebook_{name.removesuffix('.ipynb')}_page")
     assert views["expected"] > 0, "no widget view in the outputs"
@@ -44,34 +46,43 @@ def _check_rendered(page, name: str) -> None:
     text = notebook_text(page)
     assert not widget_errors(text), widget_errors(text)
     assert "children=(" not in text, "a widget shown as its repr"
-    assert not page.errors, page.errors
-    outputs = page.locator(".jp-OutputArea-output:has(> .jupyter-widgets)").all()
-    for i, output in enumerate(o for o in outputs if o.is_visible()):  # not an empty Output inside a widget
+    outputs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output:has(> .jupyter-widgets)")
+    for i, output in enumerate(o for o in outputs.all() if o.is_visible()):  # not an empty Output in a widget
         screenshot(output, f"notebook_{name.removesuffix('.ipynb')}_widget_{i}")
 
 
 def test_every_widget_notebook_runs_and_draws_its_widgets(browser, lab):
-    """The quickstart is run by test_jupyterlab; the others here, PARALLEL at a time; all failures reported."""
+    """Run All in every widget notebook, as tabs of one JupyterLab page, PARALLEL kernels at a time.
+
+    The quickstart is run by test_jupyterlab. The later notebooks of the series are the
+    longest, so they start first. Every failure is reported, not only the first.
+    """
     from playwright.sync_api import Error as PlaywrightError
 
-    queue = [name for name in widget_notebooks() if name != "00_quickstart.ipynb"]
-    running, failures = {}, {}
+    queue = sorted((name for name in widget_notebooks() if name != "00_quickstart.ipynb"), reverse=True)
+    page = new_page(browser)
+    open_notebook(page, lab, queue[0])
+    running, failures = [], {}
     deadline = time.monotonic() + 900
-    while queue or running:
-        while queue and len(running) < PARALLEL:
-            name = queue.pop(0)
-            page = running[name] = new_page(browser)
-            open_notebook(page, lab, name)
-            start_run_all(page)
-        for name, page in list(running.items()):
-            try:
-                if not finished(page):
-                    continue
-                _check_rendered(page, name)
-            except (AssertionError, PlaywrightError) as error:
-                failures[name] = str(error)[:2000]
-            page.context.close()
-            del running[name]
-        assert time.monotonic() < deadline, f"still running: {sorted(running)}"
-        time.sleep(0.5)
+    try:
+        while queue or running:
+            while queue and len(running) < PARALLEL:
+                name = queue.pop(0)
+                open_tab(page, name)  # the first is open already: this only brings it to the front
+                start_run_all(page, name)
+                running.append(name)
+            for name in list(running):
+                try:
+                    if not finished(page, name):
+                        continue
+                    _check_rendered(page, name)
+                except (AssertionError, PlaywrightError) as error:
+                    failures[name] = str(error)[:2000]
+                shut_down_kernel(page, name)
+                running.remove(name)
+            assert time.monotonic() < deadline, f"still running: {running}"
+            page.wait_for_timeout(500)
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
     assert not failures, failures

@@ -152,3 +152,17 @@ def test_agrees_with_captum_on_relu_network():
     ours, _ = toy(net, x, b)
     theirs = captum.DeepLift(net).attribute(x, baselines=b)
     torch.testing.assert_close(ours["x"], theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_exact_on_trained_transformer_with_labs(lab_dataset, lab_batch):
+    """Codes and a continuous lab vector (projected, not looked up): still exact, raw-space lab scores."""
+    from pyhealth.models import Transformer
+
+    from ehrexplain.training import train_model
+
+    torch.manual_seed(5)
+    model = train_model(Transformer(dataset=lab_dataset, embedding_dim=16, heads=2, num_layers=2), lab_dataset,
+                        epochs=3, seed=5)
+    assert relative_delta(model, lab_batch) < TOLERANCE
+    scores = DeepLift(model).attribute(**lab_batch)
+    assert scores["labs"].shape == lab_batch["labs"].shape and scores["labs"].abs().sum() > 0

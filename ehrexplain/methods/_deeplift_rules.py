@@ -34,10 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
 #: Below this |z_x - z_b| the Rescale secant is replaced by the slope at the midpoint.
 SECANT_TOLERANCE = 1e-10
+#: Relative step of the float64 central difference giving the slope where the secant is undefined.
+SLOPE_STEP = 1e-6
 
 #: Softmax rows whose input and baseline maxima differ by more than this lose float32 precision:
 #: the shared shift leaves one row's sum near ``exp(-gap)`` and its multipliers cancel.
@@ -68,14 +69,20 @@ def _input_rows(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _secant(fn, z: torch.Tensor, dim: int) -> torch.Tensor:
-    """Rescale multipliers ``[m; 0]`` of elementwise ``fn`` on stacked ``z = [z_x; z_b]``."""
+    """Rescale multipliers ``[m; 0]`` of elementwise ``fn`` on stacked ``z = [z_x; z_b]``.
+
+    Where ``z_x`` and ``z_b`` (nearly) coincide the secant is replaced by its limit, the
+    slope, here a float64 central difference: its error there is far below float32
+    precision, and ``m · Δz`` is unchanged whatever ``m`` is when ``Δz`` is 0.
+    """
     z_x, z_b = z.detach().double().chunk(2, dim)
     dz = z_x - z_b
-    with torch.enable_grad():
-        mid = ((z_x + z_b) / 2).requires_grad_(True)
-        slope = torch.autograd.grad(fn(mid).sum(), mid)[0]
     close = dz.abs() <= SECANT_TOLERANCE
-    secant = torch.where(close, slope, (fn(z_x) - fn(z_b)) / torch.where(close, torch.ones_like(dz), dz))
+    secant = (fn(z_x) - fn(z_b)) / torch.where(close, torch.ones_like(dz), dz)
+    if close.any():
+        mid = (z_x + z_b) / 2
+        step = SLOPE_STEP * (1 + mid.abs())
+        secant = torch.where(close, (fn(mid + step) - fn(mid - step)) / (2 * step), secant)
     return torch.cat([secant, torch.zeros_like(secant)], dim).to(z.dtype)
 
 
@@ -107,10 +114,10 @@ class _Bilinear(torch.autograd.Function):
         a, b = ctx.saved_tensors
         dim_a, dim_b, batch = ctx.dims
         grad = _input_rows(grad_output, pair_dim(grad_output, batch))
-        with torch.enable_grad():
+        with torch.enable_grad():  # one backward for both: each term depends on one factor only
             a_, b_ = a.detach().requires_grad_(True), b.detach().requires_grad_(True)
-            grad_a = torch.autograd.grad(ctx.op(a_, _midpoints(b, dim_b)), a_, grad)[0]
-            grad_b = torch.autograd.grad(ctx.op(_midpoints(a, dim_a), b_), b_, grad)[0]
+            both = ctx.op(a_, _midpoints(b, dim_b)) + ctx.op(_midpoints(a, dim_a), b_)
+            grad_a, grad_b = torch.autograd.grad(both, (a_, b_), grad)
         return None, grad_a, grad_b, None
 
 
@@ -121,6 +128,20 @@ def opaque_modules(model: nn.Module) -> set[str]:
 
 def _tracked(value) -> bool:
     return isinstance(value, torch.Tensor) and value.requires_grad
+
+
+def _any_tracked(value) -> bool:
+    """Whether ``value`` (a tensor, or tuples, lists and dicts of them) holds an input-dependent tensor.
+
+    Called on every torch op inside the mode, so it walks containers itself (torch's pytree is slower).
+    """
+    if isinstance(value, torch.Tensor):
+        return value.requires_grad
+    if isinstance(value, (tuple, list)):
+        return any(_any_tracked(v) for v in value)
+    if isinstance(value, dict):
+        return any(_any_tracked(v) for v in value.values())
+    return False
 
 
 class ExactMultipliers(TorchFunctionMode):
@@ -141,14 +162,14 @@ class ExactMultipliers(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if not any(_tracked(v) for v in tree_flatten((args, kwargs))[0]):
+        if not (_any_tracked(args) or _any_tracked(kwargs)):
             return func(*args, **kwargs)
         rule = self._rules.get(func)
         if rule is not None:
             return rule(func, *args, **kwargs)
         out = func(*args, **kwargs)
         name = getattr(func, "__name__", str(func))
-        if name not in LINEAR_OPS and any(_tracked(v) for v in tree_flatten(out)[0]):
+        if name not in LINEAR_OPS and _any_tracked(out):
             self.inexact.add(name)
         return out
 
@@ -175,7 +196,7 @@ class ExactMultipliers(TorchFunctionMode):
 
     # -- op rules --------------------------------------------------------------------------
     def _elementwise(self, func, z, *args, **kwargs):
-        if any(_tracked(v) for v in tree_flatten((args, kwargs))[0]):
+        if _any_tracked(args) or _any_tracked(kwargs):
             self.inexact.add(f"{func.__name__} with an input-dependent exponent or parameter")
             return func(z, *args, **kwargs)
         kwargs.pop("inplace", None)

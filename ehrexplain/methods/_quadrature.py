@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -52,6 +54,13 @@ def clenshaw_curtis(points: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Clenshaw–Curtis nodes and weights on ``[0, 1]`` (Waldvogel's closed form)."""
     if points < 2:
         raise ValueError(f"alpha_rule 'clenshaw_curtis' needs steps >= 2 (both path ends), got {points}")
+    alphas, weights = _clenshaw_curtis(points)
+    return torch.from_numpy(alphas.copy()), torch.from_numpy(weights.copy())
+
+
+@lru_cache(maxsize=32)
+def _clenshaw_curtis(points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rule as (read-only, cached) arrays: ``tolerance`` asks for the same few rules on every call."""
     n = points - 1
     j = np.arange(points)
     theta = j * np.pi / n
@@ -63,7 +72,9 @@ def clenshaw_curtis(points: int) -> tuple[torch.Tensor, torch.Tensor]:
     low = np.sin(theta / 2) ** 2
     alphas = np.where(2 * j < n, low, 1 - low[::-1])
     alphas[2 * j == n] = 0.5
-    return torch.from_numpy(alphas), torch.from_numpy(weights / 2)
+    weights = weights / 2
+    alphas.flags.writeable = weights.flags.writeable = False
+    return alphas, weights
 
 
 def nested_steps(max_steps: int) -> list[int]:

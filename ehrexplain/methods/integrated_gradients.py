@@ -201,25 +201,27 @@ def _adaptive_path(space, targets, gap, tolerance, levels, chunk_rows):
     finest, device = levels[-1], gap.device
     bound = tolerance * gap.abs().clamp_min(GAP_FLOOR)
     shapes = {key: value.shape for key, value in space.batch.values.items()}
-    stored = {key: {} for key in shapes}  # per key, finest-rule node index -> [patient, ...] products
+    # per key, [evaluated node, patient, ...raw shape] products; `row` maps a finest-rule node index to its row
+    stored = {key: torch.zeros((0,) + shape, device=device) for key, shape in shapes.items()}
+    row: dict[int, int] = {}
     best = {key: torch.zeros(shape, device=device) for key, shape in shapes.items()}
     best_delta, used = torch.full_like(gap, float("inf")), torch.zeros_like(targets)
-    active, evaluated = space.rows, set()
+    active = space.rows
     for points in levels:
         nodes = list(range(0, finest, (finest - 1) // (points - 1)))  # this rule's nodes on the finest rule
-        if not evaluated.issuperset(nodes):
-            last = max(points, min(FIRST_PASS_STEPS, finest)) if not evaluated else points
-            new = [j for j in range(0, finest, (finest - 1) // (last - 1)) if j not in evaluated]
-            alphas = clenshaw_curtis(finest)[0][new]
-            products = _node_products(space, alphas, active, targets, chunk_rows)
+        if not row.keys() >= set(nodes):
+            last = max(points, min(FIRST_PASS_STEPS, finest)) if not row else points
+            new = [j for j in range(0, finest, (finest - 1) // (last - 1)) if j not in row]
+            products = _node_products(space, clenshaw_curtis(finest)[0][new], active, targets, chunk_rows)
             for key, shape in shapes.items():
-                for position, j in enumerate(new):
-                    stored[key][j] = torch.zeros(shape, device=device)
-                    if key in products:  # a key the target ignores keeps zero products
-                        stored[key][j][active] = products[key][position]
-            evaluated.update(new)
+                block = torch.zeros((len(new),) + shape, device=device)
+                if key in products:  # a key the target ignores keeps zero products
+                    block[:, active] = products[key]
+                stored[key] = torch.cat([stored[key], block])
+            row.update({j: len(row) + i for i, j in enumerate(new)})
         weights = clenshaw_curtis(points)[1].to(device, torch.float32)
-        scores = {key: torch.tensordot(weights, torch.stack([stored[key][j][active] for j in nodes]), dims=1) for key in shapes}
+        index = torch.tensor([row[j] for j in nodes], device=device)
+        scores = {key: torch.tensordot(weights, stored[key][index][:, active], dims=1) for key in shapes}
         delta = sample_totals(scores) - gap[active]
         better = delta.abs() <= best_delta[active].abs()
         for key in shapes:

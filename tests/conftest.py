@@ -1,5 +1,6 @@
 """Shared fixtures: small PyHealth datasets and trained models, built once per session."""
 
+import os
 import random
 import warnings
 
@@ -8,6 +9,8 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
+# litdata (under PyHealth) otherwise asks PyPI for a newer version at import and warns: no network in tests.
+os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
 warnings.filterwarnings("ignore", message=".*does not have (time|mask).*")
 
 CODES = [f"C{i:02d}" for i in range(30)]

@@ -113,6 +113,22 @@ def _write_settings(folder: Path) -> None:
         (folder / package / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
 
 
+@pytest.fixture(scope="session")
+def widget_notebooks_run(browser, lab):
+    """``(page, failures)``: every widget notebook run in a tab of one JupyterLab page, and checked.
+
+    Shared by the quickstart tests (its kernel is kept, so its controls still answer) and the smoke test.
+    """
+    from widget_notebooks import QUICKSTART, run_in_tabs, widget_notebooks
+
+    page = new_page(browser)
+    try:
+        failures = run_in_tabs(page, lab, widget_notebooks(), keep_kernels={QUICKSTART})
+        yield page, failures
+    finally:
+        page.context.close()
+
+
 class SimpleLab:
     def __init__(self, url: str, root: Path):
         self.url, self.root = url, root

@@ -7,24 +7,24 @@ one page at once.
 
 from __future__ import annotations
 
-import time
-
 #: JavaScript prelude: ``panel`` is the notebook tab named ``name`` (else the current tab).
 _PANEL = """const app = window.jupyterapp;
   const panel = name ? [...app.shell.widgets('main')].find(w => w.context && w.context.path === name)
                      : app.shell.currentWidget;"""
 
-#: JavaScript: cells still to run, cells run, and error outputs, of the notebook.
+#: JavaScript: cells still to run, cells run, and error outputs, of the notebook. Polled while cells
+#: run, so it reads each output's type and never serialises the outputs (figures are large).
 _PROGRESS = f"""(name) => {{
   {_PANEL}
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   const expected = c => (c.model.getMetadata('tags') || []).includes('raises-exception');
   const done = c => c.model.executionCount !== null && !c.promptNode.textContent.includes('*');
+  const outputs = c => Array.from({{length: c.model.outputs.length}}, (_, i) => c.model.outputs.get(i));
   return {{
     pending: cells.filter(c => !done(c)).length,
     total: cells.length,
-    errors: cells.filter(c => !expected(c)).flatMap(c => c.model.outputs.toJSON())
-      .filter(o => o.output_type === 'error').map(o => `${{o.ename}}: ${{o.evalue}}`),
+    errors: cells.filter(c => !expected(c)).flatMap(outputs).filter(o => o.type === 'error')
+      .map(o => o.toJSON()).map(o => `${{o.ename}}: ${{o.evalue}}`),
   }};
 }}"""
 
@@ -82,22 +82,14 @@ def finished(page, name: str | None = None) -> bool:
     return bool(progress["total"]) and progress["pending"] == 0
 
 
-def run_all(page, timeout: float = 240) -> None:
-    """Run All in the current tab and wait until every code cell has run."""
-    start_run_all(page)
-    deadline = time.monotonic() + timeout
-    while not finished(page):
-        assert time.monotonic() < deadline, f"cells still running after {timeout} s"
-        page.wait_for_timeout(500)
-
-
 #: JavaScript: widget views in the notebook's outputs (by its model), how many drew a widget, how
 #: many are wider than their output area (must scroll inside, not as a whole), how many images are blank.
 _WIDGET_VIEWS = f"""(name) => {{
   {_PANEL}
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   const mime = 'application/vnd.jupyter.widget-view+json';
-  const expected = cells.flatMap(c => c.model.outputs.toJSON()).filter(o => o.data && o.data[mime]).length;
+  const outputs_of = c => Array.from({{length: c.model.outputs.length}}, (_, i) => c.model.outputs.get(i));
+  const expected = cells.flatMap(outputs_of).filter(o => o.data && o.data[mime]).length;
   const outputs = [...panel.node.querySelectorAll('.jp-OutputArea-output')];
   const drawn = outputs.filter(o => o.querySelector(':scope > .jupyter-widgets')).length;
   const images = [...panel.node.querySelectorAll('.jp-OutputArea-output img.widget-image')];

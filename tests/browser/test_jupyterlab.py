@@ -7,27 +7,26 @@ import json
 
 import pytest
 from browser_support import new_page, offline, screenshot, widget_errors
-from lab_actions import command, notebook_text, open_notebook, run_all
+from lab_actions import activate, command, notebook_text, open_notebook
+from widget_notebooks import QUICKSTART
 
 pytestmark = pytest.mark.browser
-
-QUICKSTART = "00_quickstart.ipynb"
 
 
 def explorer_output(page):
     """The output area holding the (last) ExplanationExplorer: a widget with a figure and a method dropdown."""
-    return page.locator(".jp-OutputArea-output:has(.widget-image):has(.widget-dropdown:has-text('method'))").last
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output"
+                        ":has(.widget-image):has(.widget-dropdown:has-text('method'))").last
 
 
 @pytest.fixture(scope="module")
-def quickstart(browser, lab):
-    """The quickstart opened in JupyterLab and run (Run All), once for this module."""
-    page = new_page(browser)
-    open_notebook(page, lab, QUICKSTART)
-    run_all(page)
+def quickstart(widget_notebooks_run):
+    """The quickstart's tab, after Run All (in the shared run of every widget notebook), brought to the front."""
+    page, failures = widget_notebooks_run
+    assert QUICKSTART not in failures, failures[QUICKSTART]
+    activate(page, QUICKSTART)
     yield page
     screenshot(page, "quickstart_after_run_all")
-    page.context.close()
 
 
 def test_quickstart_explorer_answers_its_controls(quickstart):

@@ -166,3 +166,14 @@ def test_exact_on_trained_transformer_with_labs(lab_dataset, lab_batch):
     assert relative_delta(model, lab_batch) < TOLERANCE
     scores = DeepLift(model).attribute(**lab_batch)
     assert scores["labs"].shape == lab_batch["labs"].shape and scores["labs"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-12])
+def test_layer_norm_of_a_constant_row_stays_finite_and_exact(eps):
+    """A row equal in input and baseline and constant (variance 0): rsqrt is met at eps, not past it."""
+    torch.manual_seed(6)
+    weights = torch.randn(6)
+    x, b = torch.randn(3, 6), torch.randn(3, 6)
+    x[0] = b[0] = 0.7  # constant, and the same in input and baseline
+    scores, delta = toy(lambda t: (nn.functional.layer_norm(t, (6,), eps=eps) * weights).sum(1), x, b)
+    assert torch.isfinite(scores["x"]).all() and delta.abs().max() < TOLERANCE

@@ -72,8 +72,10 @@ def _secant(fn, z: torch.Tensor, dim: int) -> torch.Tensor:
     """Rescale multipliers ``[m; 0]`` of elementwise ``fn`` on stacked ``z = [z_x; z_b]``.
 
     Where ``z_x`` and ``z_b`` (nearly) coincide the secant is replaced by its limit, the
-    slope, here a float64 central difference: its error there is far below float32
-    precision, and ``m · Δz`` is unchanged whatever ``m`` is when ``Δz`` is 0.
+    slope, here a float64 central difference with a step relative to the point (so it
+    stays inside the domain of rsqrt, log, ...): its error is far below float32 precision.
+    Where the slope is infinite (sqrt at 0) it is taken as 0. Completeness does not
+    depend on these values: ``m · Δz`` is 0 whatever ``m`` is when ``Δz`` is 0.
     """
     z_x, z_b = z.detach().double().chunk(2, dim)
     dz = z_x - z_b
@@ -81,8 +83,9 @@ def _secant(fn, z: torch.Tensor, dim: int) -> torch.Tensor:
     secant = (fn(z_x) - fn(z_b)) / torch.where(close, torch.ones_like(dz), dz)
     if close.any():
         mid = (z_x + z_b) / 2
-        step = SLOPE_STEP * (1 + mid.abs())
-        secant = torch.where(close, (fn(mid + step) - fn(mid - step)) / (2 * step), secant)
+        step = SLOPE_STEP * torch.where(mid == 0, torch.ones_like(mid), mid.abs())
+        slope = (fn(mid + step) - fn(mid - step)) / (2 * step)
+        secant = torch.where(close, slope.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0), secant)
     return torch.cat([secant, torch.zeros_like(secant)], dim).to(z.dtype)
 
 

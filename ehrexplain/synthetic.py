@@ -256,7 +256,7 @@ class Cohort:
             >>> c.decode("conditions", c.batch([0])["conditions"][0]) == c.samples[0]["conditions"]
             True
         """
-        vocab = self._inverse_vocab(key)
+        vocab = inverse_vocab(self.dataset, key)
         ids = torch.as_tensor(token_ids).flatten().tolist()
         return [vocab.get(int(i), "<unk>") for i in ids if int(i) != 0]
 
@@ -279,7 +279,7 @@ class Cohort:
             if value.is_floating_point():
                 truth[key] = torch.zeros_like(value, dtype=torch.long)
                 continue
-            vocab = self._inverse_vocab(key)
+            vocab = inverse_vocab(self.dataset, key)
             mask = torch.zeros_like(value, dtype=torch.long)
             for row, pid in enumerate(batch["patient_id"]):
                 drivers = self.rule.drivers(self.codes(by_pid[pid]))
@@ -287,9 +287,6 @@ class Cohort:
                 mask[row] = torch.isin(value[row], torch.tensor(ids, dtype=value.dtype)).long()
             truth[key] = mask
         return truth
-
-    def _inverse_vocab(self, key: str) -> dict[int, str]:
-        return inverse_vocab(self.dataset, key)
 
 
 def make_cohort(

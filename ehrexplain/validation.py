@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._inputs import as_tuple, check_feature_keys
+from ._inputs import _schema, check_feature_keys, feature_value
 
 #: Batch keys that describe a record rather than feed the model; always allowed.
 METADATA_KEYS = frozenset({"patient_id", "visit_id", "record_id", "embed"})
@@ -87,7 +87,7 @@ def check_batch(model, data: dict) -> tuple[dict, int | None]:
     sizes, checked = {}, dict(data)
     for key in model.feature_keys:
         checked[key] = _check_feature(model, key, data[key])
-        sizes[key] = as_tuple(checked[key])[_value_index(model, key)].shape[0]
+        sizes[key] = feature_value(model, key, checked[key]).shape[0]
     for key in getattr(model, "label_keys", []):
         if isinstance(data.get(key), torch.Tensor):
             checked[key] = _usable(key, data[key])
@@ -99,14 +99,6 @@ def check_batch(model, data: dict) -> tuple[dict, int | None]:
     if batch_size == 0:
         raise ValueError(f"the batch is empty (0 samples in {sorted(sizes)}); pass at least one patient")
     return checked, batch_size
-
-
-def _schema(model, key: str) -> tuple[str, ...]:
-    return tuple(model.dataset.input_processors[key].schema())
-
-
-def _value_index(model, key: str) -> int:
-    return _schema(model, key).index("value")
 
 
 def _check_feature(model, key: str, feature):
@@ -166,7 +158,7 @@ def expected_dims(model, key: str) -> int | None:
         sample = model.dataset[0][key]
     except Exception:  # noqa: BLE001 - any dataset without samples simply skips this check
         return None
-    value = as_tuple(sample)[_value_index(model, key)] if isinstance(sample, (tuple, list)) else sample
+    value = feature_value(model, key, sample) if isinstance(sample, (tuple, list)) else sample
     return torch.as_tensor(value).dim() + 1
 
 

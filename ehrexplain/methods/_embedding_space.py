@@ -174,12 +174,15 @@ class AttributionSpace:
         return logits
 
     def to_raw_shapes(self, attributions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Sum embedded keys over the embedding dimension: one score per input value."""
+        """Sum embedded keys over the embedding dimension: one score per input value.
+
+        The leading dimension is kept (the batch, or any rows of it, e.g. path points).
+        """
         out = {}
         for key, attr in attributions.items():
             if key in self.embedded_keys:
                 attr = attr.sum(dim=-1)
-            out[key] = attr.reshape(self.batch.values[key].shape).detach()
+            out[key] = attr.reshape(attr.shape[:1] + self.batch.values[key].shape[1:]).detach()
         return out
 
 

@@ -249,14 +249,13 @@ def _node_products(space, alphas, rows, targets, chunk_rows):
     point_sample = rows.repeat(len(alphas))
     products = {}
     for part, sample, grads in _path_chunks(space, point_alpha, point_sample, targets, chunk_rows):
-        for key, grad in grads.items():
-            product = (space.inputs[key][sample] - space.baselines[key][sample]) * grad
-            if key in space.embedded_keys:
-                product = product.sum(dim=-1)
-            shape = space.batch.values[key].shape[1:]
+        raw = space.to_raw_shapes(
+            {key: (space.inputs[key][sample] - space.baselines[key][sample]) * grad for key, grad in grads.items()}
+        )
+        for key, product in raw.items():
             if key not in products:
-                products[key] = torch.zeros((len(point_sample),) + shape, device=rows.device)
-            products[key][part] = product.reshape((len(sample),) + shape).detach()
+                products[key] = torch.zeros((len(point_sample),) + product.shape[1:], device=rows.device)
+            products[key][part] = product
     return {key: value.reshape((len(alphas), n_rows) + value.shape[1:]) for key, value in products.items()}
 
 

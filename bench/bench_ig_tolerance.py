@@ -79,11 +79,11 @@ def captum_call(space, captum_ig, n_steps: int):
 
 def relative_deltas(attributions, gap) -> torch.Tensor:
     """``|Σ attributions - gap| / max(|gap|, GAP_FLOOR)`` per patient."""
+    from ehrexplain.methods._embedding_space import sample_totals
     from ehrexplain.methods.integrated_gradients import GAP_FLOOR
 
-    parts = attributions.values() if isinstance(attributions, dict) else attributions
-    totals = sum(part.detach().reshape(part.shape[0], -1).sum(dim=1) for part in parts)
-    return (totals - gap).abs() / gap.abs().clamp_min(GAP_FLOOR)
+    parts = attributions if isinstance(attributions, dict) else dict(enumerate(attributions))  # Captum: a tuple
+    return (sample_totals(parts).detach() - gap).abs() / gap.abs().clamp_min(GAP_FLOOR)
 
 
 def oracle_steps(space, captum_ig, gap, tolerance: float, most: int) -> int:

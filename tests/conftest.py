@@ -1,8 +1,11 @@
 """Shared fixtures: small PyHealth datasets and trained models, built once per session."""
 
+import json
 import os
 import random
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -233,6 +236,11 @@ def stagenet_and_batch():
     return model, next(iter(get_dataloader(dataset, batch_size=6, shuffle=False)))
 
 
+def total(scores: dict) -> torch.Tensor:
+    """Each sample's attributions summed over keys and positions (written here, independent of the library)."""
+    return sum(s.reshape(s.shape[0], -1).sum(dim=1) for s in scores.values())
+
+
 def padding_kept_baseline(model, batch: dict) -> dict:
     """ehrexplain's default baseline (PyHealth's, with padding left as padding), to compare with PyHealth."""
     from ehrexplain._inputs import unpack_batch
@@ -248,3 +256,41 @@ def lab_transformer(lab_dataset):
 
     torch.manual_seed(6)
     return Transformer(dataset=lab_dataset, embedding_dim=16, heads=2, num_layers=1).eval()
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def code_cells(name: str):
+    """``(index, source, tags)`` of each code cell of ``notebooks/name``, IPython magics and shell lines dropped."""
+    cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] == "code":
+            source = "".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))
+            yield index, source, cell.get("metadata", {}).get("tags", [])
+
+
+@contextmanager
+def notebook_run():
+    """Run notebook code here: its torch thread count is undone and its figures closed afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        matplotlib.pyplot.close("all")
+
+
+def run_until(name: str, error_type: type[BaseException], why: str) -> tuple[int, str, BaseException]:
+    """Execute the notebook's code cells in order; return index, source and error of the first cell that raises
+    ``error_type``. Cells tagged ``raises-exception`` (the pitfall demos) may raise; reaching the end fails
+    the test with ``why`` (what should have stopped the notebook)."""
+    namespace: dict = {}
+    with notebook_run():
+        for index, source, tags in code_cells(name):
+            try:
+                exec(compile(source, f"{name} cell {index}", "exec"), namespace)
+            except error_type as error:
+                if "raises-exception" not in tags:
+                    return index, source, error
+    pytest.fail(f"{name} ran to the end although {why}")

@@ -4,16 +4,12 @@ import warnings
 
 import pytest
 import torch
-from conftest import assert_restored, single_sample
+from conftest import assert_restored, single_sample, total
 from torch import nn
 
 from ehrexplain.methods import DeepLift, IntegratedGradients
 from ehrexplain.methods.deeplift import RescaleActivation, rescale_activations
 from ehrexplain.testing import FunctionModel, ReluDifference
-
-
-def total(scores):
-    return sum(s.reshape(s.shape[0], -1).sum(dim=1) for s in scores.values())
 
 
 def test_closed_form_relu_toy():

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_restored
+from conftest import assert_restored, total
 from torch import nn
 
 from ehrexplain.methods import DeepLift
@@ -17,7 +17,7 @@ def relative_delta(model, batch, target_class_idx=None, **options):
     scores, delta = DeepLift(model, **options).attribute(
         **batch, target_class_idx=target_class_idx, return_convergence_delta=True
     )
-    gap = sum(s.reshape(len(delta), -1).sum(1) for s in scores.values()) - delta
+    gap = total(scores) - delta
     return (delta.abs() / gap.abs()).max().item()
 
 

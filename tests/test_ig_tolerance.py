@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import assert_restored, single_sample
+from conftest import assert_restored, single_sample, total
 
 from ehrexplain.methods import IntegratedGradients
 from ehrexplain.methods._quadrature import alpha_grid, nested_steps
@@ -13,10 +13,6 @@ from ehrexplain.methods.integrated_gradients import GAP_FLOOR, ConvergenceWarnin
 from ehrexplain.testing import FunctionModel
 
 TOLERANCE = 1e-3
-
-
-def total(scores):
-    return sum(s.reshape(s.shape[0], -1).sum(dim=1) for s in scores.values())
 
 
 def independent_gap(model, batch):

@@ -2,15 +2,11 @@
 
 import pytest
 import torch
-from conftest import assert_restored, padding_kept_baseline, single_sample
+from conftest import assert_restored, padding_kept_baseline, single_sample, total
 
 from ehrexplain.methods import IntegratedGradients
 from ehrexplain.methods.integrated_gradients import alpha_grid
 from ehrexplain.testing import FunctionModel, ReluDifference
-
-
-def total(scores):
-    return sum(s.reshape(s.shape[0], -1).sum(dim=1) for s in scores.values())
 
 
 def gap_to_baseline(scores, delta):

@@ -6,43 +6,22 @@ expects a notebook ``assert`` to stop it. nbval runs the same cells in CI, so a
 red cell here is a red CI there.
 """
 
-import inspect
-import json
-from pathlib import Path
-
-import matplotlib
-import pytest
 import torch
+from conftest import run_until
 
 import ehrexplain.methods.attention_rollout as rollout_module
+import ehrexplain.methods._deeplift_rules as deeplift_rules
 import ehrexplain.methods.deeplift as deeplift_module
 import ehrexplain.methods.integrated_gradients as ig_module
 from ehrexplain.demo import demo
 from ehrexplain.synthetic import PlantedRule
 from ehrexplain.teaching import ClaimError
 
-matplotlib.use("Agg")
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-
 
 def run_until_a_check_fails(name: str) -> tuple[int, AssertionError]:
     """Execute the notebook's code cells in order; return the index of the cell whose assert failed, and the error."""
-    cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
-    namespace: dict = {}
-    threads = torch.get_num_threads()
-    try:
-        for index, cell in enumerate(cells):
-            if cell["cell_type"] != "code":
-                continue
-            source = "".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))
-            try:
-                exec(compile(source, f"{name} cell {index}", "exec"), namespace)
-            except AssertionError as error:
-                return index, error
-    finally:
-        torch.set_num_threads(threads)
-        matplotlib.pyplot.close("all")
-    pytest.fail(f"{name} ran to the end although its method was broken")
+    index, _, error = run_until(name, AssertionError, "its method was broken")
+    return index, error
 
 
 def rollout_without_residual(attentions, head_fusion="mean", discard_ratio=0.0):
@@ -72,23 +51,17 @@ def test_integrated_gradients_notebook_catches_gradient_times_input(monkeypatch)
 
 def test_deeplift_notebook_catches_a_missing_rescale_rule(monkeypatch):
     """Bug: no activation is swapped, so DeepLift degrades to gradient x (input - baseline)."""
-    if "multiplier_rule" not in inspect.signature(deeplift_module.DeepLift).parameters:
-        pytest.skip("notebook 05 uses DeepLift(multiplier_rule=...) from branch dl, not merged here yet")
     monkeypatch.setattr(deeplift_module, "RESCALE_ACTIVATIONS", ())
     run_until_a_check_fails("05_deeplift.ipynb")
 
 
 def test_deeplift_notebook_catches_a_wrong_product_rule(monkeypatch):
     """Bug: the product rule credits b with a instead of (a + a0) / 2, i.e. the gradient at x."""
-    rules = pytest.importorskip(
-        "ehrexplain.methods._deeplift_rules", reason="exact DeepLIFT (branch dl) is not merged here yet"
-    )
-
     def input_rows_twice(t, dim):  # [a_x; a_x] where the Shapley split needs [(a_x + a_b)/2; same]
         x, _ = t.detach().chunk(2, dim)
         return torch.cat([x, x], dim)
 
-    monkeypatch.setattr(rules, "_midpoints", input_rows_twice)
+    monkeypatch.setattr(deeplift_rules, "_midpoints", input_rows_twice)
     run_until_a_check_fails("05_deeplift.ipynb")
 
 

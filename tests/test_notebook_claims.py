@@ -15,18 +15,13 @@ method checks:
 
 import json
 import re
-from pathlib import Path
 
-import matplotlib
 import pytest
 import scipy.stats
-import torch
+from conftest import NOTEBOOKS, code_cells, notebook_run, run_until
 
 import ehrexplain.methods.attention_rollout as rollout_module
 from ehrexplain.teaching import ClaimError
-
-matplotlib.use("Agg")
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def run_until_an_error(name: str) -> tuple[str, BaseException]:
@@ -34,24 +29,8 @@ def run_until_an_error(name: str) -> tuple[str, BaseException]:
 
     Cells tagged ``raises-exception`` (the pitfall demos) may raise.
     """
-    cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
-    namespace: dict = {}
-    threads = torch.get_num_threads()
-    try:
-        for cell in cells:
-            if cell["cell_type"] != "code":
-                continue
-            source = "".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))
-            try:
-                exec(compile(source, name, "exec"), namespace)
-            except Exception as error:  # noqa: BLE001 - the test inspects which error it was
-                if "raises-exception" in cell.get("metadata", {}).get("tags", []):
-                    continue
-                return source, error
-    finally:
-        torch.set_num_threads(threads)
-        matplotlib.pyplot.close("all")
-    pytest.fail(f"{name} ran to the end although one of its claims was made false")
+    _, source, error = run_until(name, Exception, "one of its claims was made false")
+    return source, error
 
 
 def test_rollout_notebook_refuses_a_discard_trend_that_no_longer_holds(monkeypatch):
@@ -163,21 +142,16 @@ def test_the_shown_solutions_pass_every_checker_and_the_placeholders_do_not(note
     """Run the notebook as stored (placeholders), then its shown solutions, then every checker cell again."""
     cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
     solutions = [s for c in cells if c["cell_type"] == "markdown" for s in re.findall(SOLUTION, "".join(c["source"]), re.S)]
-    checkers = ["".join(c["source"]) for c in cells if c["cell_type"] == "code" and "grade(" in "".join(c["source"])]
+    checkers = [source for _, source, _ in code_cells(notebook) if "grade(" in source]
     assert solutions and checkers, "every notebook of the series ends with checkable exercises and shown solutions"
     namespace: dict = {}
-    threads = torch.get_num_threads()
-    try:
-        for cell in cells:
-            source = "".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))
-            if cell["cell_type"] == "code" and "raises-exception" not in cell.get("metadata", {}).get("tags", []):
+    with notebook_run():
+        for _, source, tags in code_cells(notebook):
+            if "raises-exception" not in tags:
                 exec(compile(source, notebook, "exec"), namespace)
         as_stored = capsys.readouterr().out
         assert "not answered yet" in as_stored and "✓ correct" not in as_stored
         for source in solutions + checkers:
             exec(compile(source, notebook, "exec"), namespace)
-    finally:
-        torch.set_num_threads(threads)
-        matplotlib.pyplot.close("all")
     graded = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("✓ correct", "✗", "…"))]
     assert graded and all(line == "✓ correct" for line in graded), graded

@@ -6,7 +6,8 @@ an optional dependency: ``pip install -e '.[bench]'`` (or ``pip install 'captum>
 Every patient must end with ``|δ| <= tolerance × max(|f(x) - f(b)|, GAP_FLOOR)``,
 where ``δ = Σ attributions - (f(x) - f(b))`` and ``f(x) - f(b)`` is computed once
 here, the same for all three contenders, on the demo Transformer
-(``make_cohort(300, seed=0)``, trained on 70%, the first held-out patients):
+(``make_cohort(300, seed=0)``, trained on 70%), for the first 32 held-out
+patients and then all 90 (``--patients``):
 
 * ehrexplain: ``IntegratedGradients(model).attribute(**batch, tolerance=...)``;
 * Captum's ``IntegratedGradients`` at its defaults (50 Gauss-Legendre steps) on
@@ -17,7 +18,10 @@ here, the same for all three contenders, on the demo Transformer
 The three calls take turns and each time is a median, so a burst of load hits
 them alike; every ratio compares two measurements of this run. Goal (issue 11):
 every patient within tolerance, at least 2x faster than Captum's defaults, and
-as close to the oracle as possible.
+as close to the oracle as possible. "path points" counts the points each
+patient's scores use; "model rows" counts every point run through the model,
+including those ehrexplain evaluated ahead for patients likely to need a finer
+rule (``SPECULATIVE_POINTS``).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ def import_captum_ig():
     return IntegratedGradients
 
 
-def build(args):
+def build(n_patients: int):
     """Model, batch, the shared attribution space and each patient's gap ``f(x) - f(b)``."""
     from ehrexplain.methods._embedding_space import AttributionSpace, target_logit
     from ehrexplain.synthetic import make_cohort, train_demo_model
@@ -52,7 +56,7 @@ def build(args):
     cohort = make_cohort(n_patients=300, seed=0)
     train, test = cohort.split(0.3, seed=0)
     model = train_demo_model(cohort, kind="transformer", seed=0, indices=train).eval()
-    batch = cohort.batch(test[: args.patients])
+    batch = cohort.batch(test[:n_patients])
     space = AttributionSpace.build(model, batch, None, use_embeddings=True)
     targets = torch.zeros(space.batch_size, dtype=torch.long)  # one logit: binary task
     with torch.no_grad():
@@ -94,18 +98,24 @@ def oracle_steps(space, captum_ig, gap, tolerance: float, most: int) -> int:
     sys.exit(f"no Captum step count up to {most} meets tolerance {tolerance:g}; raise --oracle-max-steps")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=32)
-    parser.add_argument("--tolerance", type=float, default=1e-3, help="relative to |f(x) - f(b)|")
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--oracle-max-steps", type=int, default=400)
-    args = parser.parse_args()
-    captum_ig = import_captum_ig()
-    warnings.filterwarnings("ignore")
-    from ehrexplain import IntegratedGradients
+def count_model_rows(module):
+    """Wrap ehrexplain's per-pass function so each call adds its rows to the returned list (outside timing only)."""
+    rows, original = [], module._point_products
 
-    model, batch, space, gap = build(args)
+    def counted(space, point_alpha, point_sample, *args, **kwargs):
+        rows.append(len(point_sample))
+        return original(space, point_alpha, point_sample, *args, **kwargs)
+
+    module._point_products = counted
+    return rows, lambda: setattr(module, "_point_products", original)
+
+
+def compare(n_patients: int, args, captum_ig) -> None:
+    """Time the three contenders on ``n_patients`` held-out patients and print one table."""
+    from ehrexplain import IntegratedGradients
+    from ehrexplain.methods import integrated_gradients
+
+    model, batch, space, gap = build(n_patients)
     ours = IntegratedGradients(model)
     oracle = oracle_steps(space, captum_ig, gap, args.tolerance, args.oracle_max_steps)
     calls = {
@@ -114,19 +124,38 @@ def main() -> None:
         f"Captum oracle ({oracle} GL)": captum_call(space, captum_ig, oracle),
     }
     times = median_seconds(list(calls.values()), args.repeats, torch.device("cpu"))
-    scores, steps = calls["ehrexplain, tolerance"]()
+    passes, restore = count_model_rows(integrated_gradients)
+    try:
+        scores, steps = calls["ehrexplain, tolerance"]()
+    finally:
+        restore()
     points = {"ehrexplain, tolerance": int(steps.sum()), "Captum defaults (50 GL)": 50 * len(gap)}
     points[f"Captum oracle ({oracle} GL)"] = oracle * len(gap)
-    print(f"CPU ({torch.get_num_threads()} threads), {len(gap)} held-out patients, tolerance {args.tolerance:g} "
-          f"relative, median of {args.repeats} interleaved runs")  # fmt: skip
-    print(f"{'method':<26}{'seconds':>9}{'path points':>13}{'outside tol':>13}{'worst rel δ':>13}{'ours faster':>13}")
+    model_rows = {"ehrexplain, tolerance": sum(passes)}
+    print(f"\n{len(gap)} held-out patients, tolerance {args.tolerance:g} relative, "
+          f"CPU ({torch.get_num_threads()} threads), median of {args.repeats} interleaved runs")  # fmt: skip
+    print(f"{'method':<26}{'seconds':>9}{'path points':>13}{'model rows':>12}{'outside tol':>13}{'worst rel δ':>13}"
+          f"{'ours faster':>13}")  # fmt: skip
     for (name, call), seconds in zip(calls.items(), times):
         relative = relative_deltas(scores if name.startswith("ehrexplain") else call(), gap)
         outside = int((relative > args.tolerance).sum())
-        print(f"{name:<26}{seconds:>9.4f}{points[name]:>13}{outside:>13}{relative.max().item():>13.2e}"
-              f"{seconds / times[0]:>12.2f}x")  # fmt: skip
+        print(f"{name:<26}{seconds:>9.4f}{points[name]:>13}{model_rows.get(name, points[name]):>12}{outside:>13}"
+              f"{relative.max().item():>13.2e}{seconds / times[0]:>12.2f}x")  # fmt: skip
     counts = {n: int((steps == n).sum()) for n in sorted(set(steps.tolist()))}
-    print(f"ehrexplain's points per patient (nested Clenshaw-Curtis rules): {counts}")
+    print(f"ehrexplain's points per patient (nested Clenshaw-Curtis rules): {counts}; model passes: {passes}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, nargs="+", default=[32, 90], help="batch sizes to compare (max 90)")
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="relative to |f(x) - f(b)|")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--oracle-max-steps", type=int, default=400)
+    args = parser.parse_args()
+    captum_ig = import_captum_ig()
+    warnings.filterwarnings("ignore")
+    for n_patients in args.patients:
+        compare(n_patients, args, captum_ig)
 
 
 if __name__ == "__main__":

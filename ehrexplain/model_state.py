@@ -29,18 +29,24 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
     """
     modes = [(module, module.training) for module in model.modules()]
     params = [(param, param.grad, param.requires_grad) for param in model.parameters()]
-    for param, _, _ in params:
-        param.grad = None  # a backward inside would otherwise add to the caller's grads in place
-        param.requires_grad_(True)
-    model.eval()
+    for param, grad, requires_grad in params:
+        if grad is not None:
+            param.grad = None  # a backward inside would otherwise add to the caller's grads in place
+        if not requires_grad:
+            param.requires_grad_(True)
+    if any(training for _, training in modes):
+        model.eval()
     try:
         yield model
-    finally:
+    finally:  # only what differs is written back: nn.Module attribute writes are slow
         for module, training in modes:
-            module.training = training
+            if module.training != training:
+                module.training = training
         for param, grad, requires_grad in params:
-            param.requires_grad_(requires_grad)
-            param.grad = grad
+            if param.requires_grad != requires_grad:
+                param.requires_grad_(requires_grad)
+            if param.grad is not grad:
+                param.grad = grad
 
 
 @contextmanager

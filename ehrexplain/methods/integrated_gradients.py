@@ -29,12 +29,19 @@ result depends only on its own path, so a batch gives what each patient gets
 alone. Patients that never meet the bound keep the rule with their smallest
 ``|δ|`` and a :class:`ConvergenceWarning` names how many and the worst relative
 delta. Kinks (ReLU) and near-singular points (layer norm of an all-padding
-input) slow every polynomial rule; ``bench/bench_ig_tolerance.py`` compares the
-cost with Captum's fixed steps.
+input) slow every polynomial rule.
+
+Cost: the first model pass holds every node of the rules up to 17 points, path
+ends included, so it also gives ``f(x)``, ``f(b)`` and the targets; each later
+pass adds the next rule's nodes for the patients still above the bound (and
+the rule after it for the few whose ``|δ|`` shrinks too slowly, which saves a
+pass without changing any result). ``bench/bench_ig_tolerance.py`` compares the
+time with Captum's fixed steps.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
@@ -58,6 +65,11 @@ GAP_FLOOR = 1e-2
 #: the demo Transformer most patients need 17 or 33 points, and on a CPU a pass's
 #: fixed cost outweighs the few points a smaller first pass would save (``make bench``).
 FIRST_PASS_STEPS = 17
+#: A later pass also evaluates the rule after the next one for patients likely to
+#: need it, if that adds at most this many path points: on a CPU, a model pass's
+#: fixed cost (Python, small kernels) is about that of 150 points of the demo
+#: Transformer, so a short extra pass costs more than a few points evaluated early.
+SPECULATIVE_POINTS = 128
 
 #: Default rows (path points × samples) per forward/backward pass. Bounds memory
 #: and, on CPU, is faster than one huge pass (see ``make bench``).
@@ -166,19 +178,26 @@ class IntegratedGradients(Interpreter):
             raise ValueError(f"internal_batch_size must be a positive integer or None, got {internal_batch_size!r}")
         with evaluation_mode(self.model), gradients_enabled():
             space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
-            need_gap = levels is not None or return_convergence_delta
-            with torch.no_grad():  # f(x), and f(b) in the same pass when the gap is needed
-                points = {k: torch.cat([x, space.baselines[k]]) for k, x in space.inputs.items()} if need_gap else space.inputs
-                both = space.forward(points, space.rows.repeat(2 if need_gap else 1))
-                logits = both[: space.batch_size]
-                targets = self._resolve_target_indices(logits, target_class_idx)
-                gap = target_logit(logits, targets) - target_logit(both[space.batch_size :], targets) if need_gap else None
+            resolve = functools.partial(self._resolve_target_indices, target_class_idx=target_class_idx)
             if levels is None:
+                targets, gap = _targets_and_gap(space, resolve, with_gap=return_convergence_delta)
                 scores, delta, used = _fixed_path(space, alphas, weights, targets, gap, internal_batch_size)
             else:
-                scores, delta, used = _adaptive_path(space, targets, gap, tolerance, levels, internal_batch_size)
+                scores, delta, used = _adaptive_path(space, resolve, tolerance, levels, internal_batch_size)
         extras = (delta,) * return_convergence_delta + (used,) * return_steps
         return (scores, *extras) if extras else scores
+
+
+def _targets_and_gap(space, resolve, with_gap: bool):
+    """Targets from ``f(x)``, and ``f(x) - f(b)`` when ``with_gap`` (``None`` otherwise), in one forward pass."""
+    with torch.no_grad():
+        points = {k: torch.cat([x, space.baselines[k]]) for k, x in space.inputs.items()} if with_gap else space.inputs
+        logits = space.forward(points, space.rows.repeat(2 if with_gap else 1))
+        targets = resolve(logits[: space.batch_size])
+        if not with_gap:
+            return targets, None
+        f_x, f_b = logits[: space.batch_size], logits[space.batch_size :]
+        return targets, target_logit(f_x, targets) - target_logit(f_b, targets)
 
 
 def _fixed_path(space, alphas, weights, targets, gap, chunk_rows):
@@ -190,73 +209,177 @@ def _fixed_path(space, alphas, weights, targets, gap, chunk_rows):
     return scores, delta, torch.full_like(targets, len(alphas))
 
 
-def _adaptive_path(space, targets, gap, tolerance, levels, chunk_rows):
+class _NodeStore:
+    """Per Clenshaw–Curtis node and patient: ``(x - b)·∇f`` per raw value, and its total.
+
+    Nodes are numbered on the finest rule; a coarser rule's nodes are every
+    ``k``-th of them, so each rule reuses what the coarser ones evaluated.
+    ``level[p]`` is the finest rule whose nodes are all evaluated for patient ``p``.
+    """
+
+    def __init__(self, space, finest: int):
+        self.finest, device = finest, space.rows.device
+        self.alphas = clenshaw_curtis(finest)[0]
+        self.row: dict[int, int] = {}  # node -> index of its row in `products` and `totals`
+        shapes = {key: value.shape for key, value in space.batch.values.items()}
+        self.products = {key: torch.zeros((0,) + shape, device=device) for key, shape in shapes.items()}
+        self.totals = torch.zeros(0, space.batch_size, dtype=torch.float64, device=device)
+        self.level = torch.zeros(space.batch_size, dtype=torch.long, device=device)
+
+    def nodes(self, points: int) -> list[int]:
+        return list(range(0, self.finest, (self.finest - 1) // (points - 1)))
+
+    def new_nodes(self, points: int) -> list[int]:
+        """Nodes of the ``points`` rule that the next coarser rule lacks (all of them for the 2-point rule)."""
+        coarser = set(self.nodes((points + 1) // 2)) if points > 2 else set()
+        return [j for j in self.nodes(points) if j not in coarser]
+
+    def add(self, nodes: list[int], patients: torch.Tensor, products: dict[str, torch.Tensor], points: int) -> None:
+        """Store ``products`` (``[len(nodes), len(patients), ...]`` per key) for the ``points`` rule's ``nodes``."""
+        fresh = [j for j in nodes if j not in self.row]
+        self.row.update({j: len(self.row) + i for i, j in enumerate(fresh)})
+
+        def grow(stored: torch.Tensor) -> torch.Tensor:  # zero rows for the fresh nodes
+            return torch.cat([stored, stored.new_zeros((len(fresh),) + stored.shape[1:])])
+
+        self.products = {key: grow(stored) for key, stored in self.products.items()}
+        self.totals = grow(self.totals)
+        cells = (self.rows(nodes)[:, None], patients[None, :])
+        for key, product in products.items():  # a key the target ignores keeps zero products
+            self.products[key][cells] = product
+        self.totals[cells] = sum(p.reshape(p.shape[:2] + (-1,)).sum(-1, dtype=torch.float64) for p in products.values())
+        self.level[patients] = points
+
+    def rows(self, nodes: list[int]) -> torch.Tensor:
+        return torch.tensor([self.row[j] for j in nodes], device=self.level.device)
+
+    def rule_sums(self, points: int, patients: torch.Tensor) -> torch.Tensor:
+        """``Σ_k w_k (x - b)·∇f(α_k)`` on the ``points`` rule: each patient's attributions summed."""
+        weights = torch.as_tensor(clenshaw_curtis(points)[1], device=patients.device)
+        return weights @ self.totals[self.rows(self.nodes(points))][:, patients]
+
+    def scores(self, rule: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each patient's attributions on its own rule (``rule[p]`` points)."""
+        out = {key: torch.zeros(stored.shape[1:], device=rule.device) for key, stored in self.products.items()}
+        for points in rule.unique().tolist():
+            chosen = (rule == points).nonzero().squeeze(1)
+            weights = clenshaw_curtis(points)[1].to(rule.device, torch.float32)
+            cells = (self.rows(self.nodes(points))[:, None], chosen[None, :])
+            for key, stored in self.products.items():
+                out[key][chosen] = torch.tensordot(weights, stored[cells], dims=1)
+        return out
+
+
+def _adaptive_path(space, resolve, tolerance, levels, chunk_rows):
     """Scores, δ and points used per patient, climbing nested rules until ``|δ|`` meets the bound.
 
-    Gradients are kept per (node, patient) as ``(x - b)·∇f`` summed to raw
-    shape, so a finer rule only evaluates its new nodes, for unfinished patients.
-    The first pass evaluates the nodes of every rule up to ``FIRST_PASS_STEPS``
-    at once (one model pass instead of four), then checks those rules in turn.
+    The first model pass evaluates the nodes of every rule up to
+    ``FIRST_PASS_STEPS`` at once, path ends first: ``α = 1`` is the input, so the
+    same pass gives the targets (from ``f(x)``) and the gap ``f(x) - f(b)``. Each
+    later pass evaluates the next rule's new nodes for the unfinished patients,
+    and the rule after it for those whose ``|δ|`` shrinks too slowly to meet the
+    bound with the next one, when they are few (:func:`_likely_short`). That only
+    saves a pass: every patient still gets the smallest rule that meets the bound.
     """
-    finest, device = levels[-1], gap.device
+    store = _NodeStore(space, levels[-1])
+    batch, rows = space.batch_size, space.rows
+    first_rule = max(p for p in levels if p <= FIRST_PASS_STEPS)
+    first = [store.finest - 1, 0] + store.nodes(first_rule)[1:-1]  # x, then b, then the inner nodes
+    if chunk_rows is None or chunk_rows >= batch:  # the first chunk holds f(x) of every patient
+        targets, gap = resolve, None
+    else:
+        targets, gap = _targets_and_gap(space, resolve, with_gap=True)
+    products, logits, targets = _node_products(space, store.alphas[first], rows, targets, chunk_rows)
+    store.add(first, rows, products, first_rule)
+    gap = (logits[0] - logits[1] if gap is None else gap).to(torch.float64)
     bound = tolerance * gap.abs().clamp_min(GAP_FLOOR)
-    shapes = {key: value.shape for key, value in space.batch.values.items()}
-    # per key, [evaluated node, patient, ...raw shape] products; `row` maps a finest-rule node index to its row
-    stored = {key: torch.zeros((0,) + shape, device=device) for key, shape in shapes.items()}
-    row: dict[int, int] = {}
-    best = {key: torch.zeros(shape, device=device) for key, shape in shapes.items()}
-    best_delta, used = torch.full_like(gap, float("inf")), torch.zeros_like(targets)
-    active = space.rows
-    for points in levels:
-        nodes = list(range(0, finest, (finest - 1) // (points - 1)))  # this rule's nodes on the finest rule
-        if not row.keys() >= set(nodes):
-            last = max(points, min(FIRST_PASS_STEPS, finest)) if not row else points
-            new = [j for j in range(0, finest, (finest - 1) // (last - 1)) if j not in row]
-            products = _node_products(space, clenshaw_curtis(finest)[0][new], active, targets, chunk_rows)
-            for key, shape in shapes.items():
-                block = torch.zeros((len(new),) + shape, device=device)
-                if key in products:  # a key the target ignores keeps zero products
-                    block[:, active] = products[key]
-                stored[key] = torch.cat([stored[key], block])
-            row.update({j: len(row) + i for i, j in enumerate(new)})
-        weights = clenshaw_curtis(points)[1].to(device, torch.float32)
-        index = torch.tensor([row[j] for j in nodes], device=device)
-        scores = {key: torch.tensordot(weights, stored[key][index][:, active], dims=1) for key in shapes}
-        delta = sample_totals(scores) - gap[active]
-        better = delta.abs() <= best_delta[active].abs()
-        for key in shapes:
-            best[key][active[better]] = scores[key][better]
-        best_delta[active[better]], used[active[better]] = delta[better], points
-        active = active[delta.abs() > bound[active]]
+    rule = torch.zeros_like(targets)
+    best = torch.full_like(gap, float("inf"))  # each patient's smallest |δ| so far
+    last = torch.full_like(gap, float("inf"))  # |δ| of the last rule checked, and of the one before it
+    before_last = last.clone()
+    active = rows
+    for i, points in enumerate(levels):
+        need = active[store.level[active] < points]
+        if len(need):
+            after = levels[i + 1] if i + 1 < len(levels) else None
+            ahead = _likely_short(last[need], before_last[need], bound[need], after and len(store.new_nodes(after)))
+            _evaluate(space, store, targets, chunk_rows, [(points, need), (after, need[ahead])])
+        delta = (store.rule_sums(points, active) - gap[active]).abs()
+        before_last[active], last[active] = last[active], delta
+        better = delta <= best[active]
+        best[active[better]], rule[active[better]] = delta[better], points
+        active = active[delta > bound[active]]
         if len(active) == 0:
             break
+    scores = store.scores(rule)
+    delta = convergence_delta(scores, gap.float())
     if len(active):
-        worst = (best_delta[active].abs() / gap[active].abs().clamp_min(GAP_FLOOR)).max().item()
+        worst = (best[active] / gap[active].abs().clamp_min(GAP_FLOOR)).max().item()
         warnings.warn(
-            f"{len(active)} of {len(gap)} patients did not reach tolerance {tolerance:g} within {finest} path points "
+            f"{len(active)} of {batch} patients did not reach tolerance {tolerance:g} within {store.finest} path points "
             f"(worst relative delta {worst:.3g}); they keep the rule with their smallest |delta| "
             "(returned with return_convergence_delta=True). Raise max_steps, or check the model for kinks.",
             ConvergenceWarning,
             stacklevel=3,
         )
-    return best, best_delta, used
+    return scores, delta, rule
+
+
+def _likely_short(delta, previous, bound, extra_nodes) -> torch.Tensor:
+    """Which patients the next rule will likely leave above ``bound``, when few enough to evaluate the rule after too.
+
+    Each finer rule has been shrinking ``|δ|`` by about ``delta / previous``; a
+    patient whose ``|δ|`` would still exceed the bound after one more such step is
+    likely to need the rule after. Their extra nodes (``extra_nodes`` each) join
+    this pass only when they add at most ``SPECULATIVE_POINTS`` path points.
+    """
+    likely = delta * (delta / previous.clamp_min(torch.finfo(delta.dtype).tiny)).clamp(max=1) > bound
+    if not extra_nodes or int(likely.sum()) * extra_nodes > SPECULATIVE_POINTS:
+        return torch.zeros_like(likely)
+    return likely
+
+
+def _evaluate(space, store, targets, chunk_rows, requests):
+    """One model pass for ``requests``: ``(rule, patients)`` pairs whose new nodes ``store`` lacks."""
+    requests = [(points, patients) for points, patients in requests if points and len(patients)]
+    nodes = [store.new_nodes(points) for points, _ in requests]
+    point_alpha = torch.cat([store.alphas[new].repeat_interleave(len(p)) for new, (_, p) in zip(nodes, requests)])
+    point_sample = torch.cat([patients.repeat(len(new)) for new, (_, patients) in zip(nodes, requests)])
+    products, _, _ = _point_products(space, point_alpha, point_sample, targets, chunk_rows)
+    start = 0
+    for new, (points, patients) in zip(nodes, requests):
+        size = len(new) * len(patients)
+        part = {key: value[start : start + size].reshape((len(new), len(patients)) + value.shape[1:])
+                for key, value in products.items()}  # fmt: skip
+        store.add(new, patients, part, points)
+        start += size
 
 
 def _node_products(space, alphas, rows, targets, chunk_rows):
-    """``{key: [len(alphas), len(rows), ...raw shape]}``: ``(x - b)·∇f(b + α (x - b))`` per raw value."""
-    n_rows = len(rows)
-    point_alpha = alphas.to(rows.device, torch.float32).repeat_interleave(n_rows)
-    point_sample = rows.repeat(len(alphas))
-    products = {}
-    for part, sample, grads in _path_chunks(space, point_alpha, point_sample, targets, chunk_rows):
-        raw = space.to_raw_shapes(
-            {key: (space.inputs[key][sample] - space.baselines[key][sample]) * grad for key, grad in grads.items()}
-        )
-        for key, product in raw.items():
-            if key not in products:
-                products[key] = torch.zeros((len(point_sample),) + product.shape[1:], device=rows.device)
-            products[key][part] = product
-    return {key: value.reshape((len(alphas), n_rows) + value.shape[1:]) for key, value in products.items()}
+    """``(x - b)·∇f`` per raw value and the target logit at ``b + α (x - b)``, each ``α`` for each of ``rows``.
+
+    Returns ``({key: [len(alphas), len(rows), ...raw shape]}, logits [len(alphas), len(rows)], targets)``;
+    ``targets`` may be a function of the first chunk's logits (see :func:`_path_chunks`).
+    """
+    point_alpha = alphas.to(rows.device, torch.float32).repeat_interleave(len(rows))
+    products, logits, targets = _point_products(space, point_alpha, rows.repeat(len(alphas)), targets, chunk_rows)
+    shaped = {key: value.reshape((len(alphas), len(rows)) + value.shape[1:]) for key, value in products.items()}
+    return shaped, logits.reshape(len(alphas), len(rows)), targets
+
+
+def _point_products(space, point_alpha, point_sample, targets, chunk_rows):
+    """Per path point (sample ``point_sample[r]`` at ``point_alpha[r]``): ``(x - b)·∇f`` per raw value.
+
+    Returns ``({key: [points, ...raw shape]}, target logit per point, targets)``.
+    """
+    point_alpha = point_alpha.to(point_sample.device, torch.float32)
+    chunks, logits = [], []
+    for _, sample, grads, logit, targets in _path_chunks(space, point_alpha, point_sample, targets, chunk_rows):
+        direction = {key: space.inputs[key][sample] - space.baselines[key][sample] for key in grads}
+        chunks.append(space.to_raw_shapes({key: direction[key] * grad for key, grad in grads.items()}))
+        logits.append(logit)
+    products = {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+    return products, torch.cat(logits), targets
 
 
 def _path_gradients(space, alphas, weights, targets, chunk_rows):
@@ -268,7 +391,7 @@ def _path_gradients(space, alphas, weights, targets, chunk_rows):
     point_weight = weights.repeat_interleave(batch)
     point_sample = torch.arange(batch, device=device).repeat(len(alphas))  # ... of sample r % batch
     total = {key: torch.zeros_like(x) for key, x in space.inputs.items()}
-    for part, rows, grads in _path_chunks(space, point_alpha, point_sample, targets, chunk_rows):
+    for part, rows, grads, _, _ in _path_chunks(space, point_alpha, point_sample, targets, chunk_rows):
         weight = point_weight[part]
         for key, grad in grads.items():
             total[key].index_add_(0, rows, grad * weight.view((-1,) + (1,) * (grad.dim() - 1)))
@@ -276,7 +399,12 @@ def _path_gradients(space, alphas, weights, targets, chunk_rows):
 
 
 def _path_chunks(space, point_alpha, point_sample, targets, chunk_rows):
-    """Per chunk of ``chunk_rows`` path points: ``(slice, samples, {key: ∇f at b + α (x - b)})``."""
+    """Per chunk of ``chunk_rows`` path points: ``(slice, samples, {key: ∇f}, target logits, targets)``.
+
+    ``targets`` is a ``[batch]`` tensor, or a function that picks it from the
+    logits of the first chunk's first ``batch`` rows, which must then be the
+    inputs ``x`` of every sample in order (saves a forward pass).
+    """
     chunk_rows = chunk_rows or len(point_sample)
     for start in range(0, len(point_sample), chunk_rows):
         part = slice(start, start + chunk_rows)
@@ -286,6 +414,10 @@ def _path_chunks(space, point_alpha, point_sample, targets, chunk_rows):
             b = space.baselines[key][rows]
             shape = (-1,) + (1,) * (x.dim() - 1)
             points[key] = (b + alpha.view(shape) * (x[rows] - b)).requires_grad_(True)
-        output = target_logit(space.forward(points, rows), targets[rows]).sum()
-        grads = torch.autograd.grad(output, list(points.values()), allow_unused=True)
-        yield part, rows, {key: grad for key, grad in zip(points, grads) if grad is not None}
+        logits = space.forward(points, rows)
+        if callable(targets):
+            targets = targets(logits[: space.batch_size].detach())
+        output = target_logit(logits, targets[rows])
+        grads = torch.autograd.grad(output.sum(), list(points.values()), allow_unused=True)
+        used = {key: grad for key, grad in zip(points, grads) if grad is not None}
+        yield part, rows, used, output.detach(), targets

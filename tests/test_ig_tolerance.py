@@ -177,6 +177,32 @@ def test_a_slowly_converging_patient_gets_the_rule_after_next_in_the_same_pass(m
     assert runs[default] == [2 * 17, 16 + 32]
 
 
+def test_multiclass_targets_come_from_the_first_pass(multiclass_transformer, multiclass_batch):
+    """The first pass's α = 1 rows are f(x): the predicted class is explained by default, any class on
+    request, each within tolerance of its own logit's gap; a bad class is named before any backward."""
+    model, ig = multiclass_transformer, IntegratedGradients(multiclass_transformer)
+    options = dict(tolerance=TOLERANCE, return_convergence_delta=True, return_steps=True)
+    embed = model.get_embedding_model()
+    with torch.no_grad():
+        f_x = model(**multiclass_batch)["logit"]
+        codes = {k: multiclass_batch[k] != 0 for k in model.feature_keys}
+        unk = {k: (embed({k: present.long()})[k], present.int()) for k, present in codes.items()}
+        gaps = f_x - model.forward_from_embedding(**unk)["logit"]
+    predicted = f_x.argmax(-1)
+    default = ig.attribute(**multiclass_batch, **options)
+    for target, chunk in ((predicted, 1024), (predicted, 3), (torch.full_like(predicted, 2), 1024)):
+        scores, _, steps = ig.attribute(**multiclass_batch, **options, target_class_idx=target, internal_batch_size=chunk)
+        gap = gaps.gather(1, target[:, None])[:, 0]
+        assert ((total(scores) - gap).abs() <= bound(gap)).all()
+        if target is predicted:
+            assert torch.equal(steps, default[2])
+            for key in scores:
+                torch.testing.assert_close(scores[key], default[0][key], atol=2e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="out of range for this 3-class model"):
+        ig.attribute(**multiclass_batch, tolerance=TOLERANCE, target_class_idx=3)
+    assert_restored(model, training_before=False)
+
+
 def test_batch_equals_per_sample(transformer, flat_batch):
     ig = IntegratedGradients(transformer)
     batched, steps = ig.attribute(**flat_batch, tolerance=TOLERANCE, return_steps=True)

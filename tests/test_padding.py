@@ -93,5 +93,10 @@ def test_patient_without_codes(transformer, flat_mlp, flat_batch, method):
 def test_rnn_is_refused_clearly(flat_dataset):
     from pyhealth.models import RNN
 
-    with pytest.raises(TypeError, match=r"needs RNN to implement \['forward_from_embedding', 'get_embedding_model'\]"):
+    with pytest.raises(TypeError, match=r"needs RNN to implement \['forward_from_embedding', 'get_embedding_model'\]") as caught:
         IntegratedGradients(RNN(dataset=flat_dataset))
+    assert "its RNN does not" in str(caught.value)  # the models it lists as supported do support it
+    from pyhealth import models
+
+    for name in ("MLP", "Transformer", "StageNet", "StageAttentionNet"):
+        assert name in str(caught.value) and callable(getattr(getattr(models, name), "forward_from_embedding", None))

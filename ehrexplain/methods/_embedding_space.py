@@ -31,7 +31,8 @@ def check_embedding_support(model: nn.Module, method: str) -> None:
     if missing:
         raise TypeError(
             f"{method}(use_embeddings=True) needs {type(model).__name__} to implement {missing}; "
-            "PyHealth's MLP, RNN, Transformer and StageNet do. For purely continuous inputs pass use_embeddings=False."
+            "PyHealth 2.1's MLP, Transformer, StageNet and StageAttentionNet do (its RNN does not). "
+            "For purely continuous inputs pass use_embeddings=False."
         )
     if model.get_embedding_model() is None:
         raise TypeError(f"{type(model).__name__}.get_embedding_model() returned None; {method} needs the embedding module")

@@ -98,22 +98,10 @@ def oracle_steps(space, captum_ig, gap, tolerance: float, most: int) -> int:
     sys.exit(f"no Captum step count up to {most} meets tolerance {tolerance:g}; raise --oracle-max-steps")
 
 
-def count_model_rows(module):
-    """Wrap ehrexplain's per-pass function so each call adds its rows to the returned list (outside timing only)."""
-    rows, original = [], module._point_products
-
-    def counted(space, point_alpha, point_sample, *args, **kwargs):
-        rows.append(len(point_sample))
-        return original(space, point_alpha, point_sample, *args, **kwargs)
-
-    module._point_products = counted
-    return rows, lambda: setattr(module, "_point_products", original)
-
-
 def compare(n_patients: int, args, captum_ig) -> None:
     """Time the three contenders on ``n_patients`` held-out patients and print one table."""
     from ehrexplain import IntegratedGradients
-    from ehrexplain.methods import integrated_gradients
+    from ehrexplain.testing import tolerance_passes
 
     model, batch, space, gap = build(n_patients)
     ours = IntegratedGradients(model)
@@ -124,11 +112,8 @@ def compare(n_patients: int, args, captum_ig) -> None:
         f"Captum oracle ({oracle} GL)": captum_call(space, captum_ig, oracle),
     }
     times = median_seconds(list(calls.values()), args.repeats, torch.device("cpu"))
-    passes, restore = count_model_rows(integrated_gradients)
-    try:
+    with tolerance_passes() as passes:  # outside the timed runs
         scores, steps = calls["ehrexplain, tolerance"]()
-    finally:
-        restore()
     points = {"ehrexplain, tolerance": int(steps.sum()), "Captum defaults (50 GL)": 50 * len(gap)}
     points[f"Captum oracle ({oracle} GL)"] = oracle * len(gap)
     model_rows = {"ehrexplain, tolerance": sum(passes)}

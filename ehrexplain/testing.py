@@ -1,4 +1,5 @@
-"""Small models with answers known in closed form, for tests and notebook checks.
+"""Small models with answers known in closed form, for tests and notebook checks,
+and a counter of Integrated Gradients' model passes, for tests and benchmarks.
 
 They follow PyHealth's conventions (``feature_keys``, ``dataset.input_processors``,
 ``forward(**batch)`` returning ``{"logit": ...}``) so every interpreter accepts them.
@@ -12,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from types import SimpleNamespace
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -215,3 +218,27 @@ class ForwardOnlyModel(nn.Module, AttentionInterpretable):
 
     def get_relevance_tensor(self, R, **data):
         return self._view.get_relevance_tensor(R, **data)
+
+
+@contextmanager
+def tolerance_passes() -> Iterator[list[int]]:
+    """Rows (path points) of each model pass ``IntegratedGradients(tolerance=...)`` makes inside the block.
+
+    Example:
+        >>> # with tolerance_passes() as passes:
+        >>> #     IntegratedGradients(model).attribute(**batch, tolerance=1e-3)
+        >>> # passes  # e.g. [544, 288]: two passes
+    """
+    from .methods import integrated_gradients
+
+    passes, original = [], integrated_gradients._point_products
+
+    def counted(space, point_alpha, point_sample, *args, **kwargs):
+        passes.append(len(point_sample))
+        return original(space, point_alpha, point_sample, *args, **kwargs)
+
+    integrated_gradients._point_products = counted
+    try:
+        yield passes
+    finally:
+        integrated_gradients._point_products = original

@@ -10,7 +10,7 @@ from conftest import assert_restored, single_sample, total
 from ehrexplain.methods import IntegratedGradients, integrated_gradients
 from ehrexplain.methods._quadrature import alpha_grid, nested_steps
 from ehrexplain.methods.integrated_gradients import GAP_FLOOR, ConvergenceWarning
-from ehrexplain.testing import FunctionModel
+from ehrexplain.testing import FunctionModel, tolerance_passes
 
 TOLERANCE = 1e-3
 
@@ -125,24 +125,18 @@ def test_max_steps_warns_and_keeps_the_best_rule(held_out_demo, demo_batch):
     torch.testing.assert_close(delta.abs()[outside], fixed_errors.min(dim=0).values[outside], atol=2e-4, rtol=1e-3)
 
 
-def count_passes(monkeypatch):
-    """Rows of every model pass IG's tolerance path makes from now on."""
-    passes, original = [], integrated_gradients._point_products
-
-    def counted(space, point_alpha, point_sample, *args, **kwargs):
-        passes.append(len(point_sample))
-        return original(space, point_alpha, point_sample, *args, **kwargs)
-
-    monkeypatch.setattr(integrated_gradients, "_point_products", counted)
-    return passes
+@pytest.fixture
+def passes():
+    """Rows of every model pass IG's tolerance path makes during the test."""
+    with tolerance_passes() as rows:
+        yield rows
 
 
-def test_chunks_and_points_evaluated_ahead_do_not_change_the_result(held_out_demo, demo_batch, monkeypatch):
+def test_chunks_and_points_evaluated_ahead_do_not_change_the_result(held_out_demo, demo_batch, monkeypatch, passes):
     """Chunks smaller than the batch (targets and gap then need their own forward pass) and
     evaluating a rule ahead only change the cost: same steps, same scores, same delta."""
     ig = IntegratedGradients(held_out_demo.transformer)
     options = dict(tolerance=TOLERANCE, return_convergence_delta=True, return_steps=True)
-    passes = count_passes(monkeypatch)
     reference = ig.attribute(**demo_batch, **options)
     ahead = len(passes)
     variants = [ig.attribute(**demo_batch, **options, internal_batch_size=5)]
@@ -157,13 +151,12 @@ def test_chunks_and_points_evaluated_ahead_do_not_change_the_result(held_out_dem
             torch.testing.assert_close(scores[key], reference[0][key], atol=2e-5, rtol=1e-4)
 
 
-def test_a_slowly_converging_patient_gets_the_rule_after_next_in_the_same_pass(monkeypatch):
+def test_a_slowly_converging_patient_gets_the_rule_after_next_in_the_same_pass(monkeypatch, passes):
     """f = atan((x - 0.5) / 0.05) along [0, 1]: |δ| shrinks slowly, so after the first pass (17 points)
     the 65-point rule's nodes are evaluated together with the 33-point rule's: two passes, not three."""
     toy = FunctionModel(lambda x: torch.atan((x[:, 0] - 0.5) / 0.05))
     x = torch.tensor([[1.0], [0.2]])  # the second patient's path misses the steep part
     ig = IntegratedGradients(toy, use_embeddings=False)
-    passes = count_passes(monkeypatch)
     runs, default = {}, integrated_gradients.SPECULATIVE_POINTS
     for ahead in (default, 0):
         monkeypatch.setattr(integrated_gradients, "SPECULATIVE_POINTS", ahead)
@@ -290,7 +283,7 @@ def test_bad_arguments(transformer, flat_batch, options, error, match):
     assert_restored(transformer, training_before=False)
 
 
-def test_readme_point_counts_hold(held_out_demo, monkeypatch):
+def test_readme_point_counts_hold(held_out_demo, passes):
     """README's benchmark paragraph: ehrexplain's path points on the bench's 32 and 90 held-out patients,
     and the points the model ran that no patient's scores use."""
     import re
@@ -300,7 +293,7 @@ def test_readme_point_counts_hold(held_out_demo, monkeypatch):
     used, low, high = map(int, re.search(r"ehrexplain used (\d+) path points \((\d+) to (\d+) per patient\)", text).groups())
     used_90 = int(re.search(r"on 90, (\d+) against", text).group(1))
     unused = tuple(map(int, re.search(r"also ran (\d+) and (\d+) points that no patient's scores use", text).groups()))
-    passes, measured = count_passes(monkeypatch), []
+    measured = []
     for patients in (32, 90):
         passes.clear()
         batch = held_out_demo.cohort.batch(held_out_demo.test[:patients])

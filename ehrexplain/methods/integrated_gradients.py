@@ -289,9 +289,8 @@ def _adaptive_path(space, resolve, tolerance, levels, chunk_rows):
         targets, gap = resolve, None
     else:
         targets, gap = _targets_and_gap(space, resolve, with_gap=True)
-    products, logits, targets = _node_products(space, store.alphas[first], rows, targets, chunk_rows)
-    store.add(first, rows, products, first_rule)
-    gap = (logits[0] - logits[1] if gap is None else gap).to(torch.float64)
+    logits, targets = _evaluate(space, store, targets, chunk_rows, [(first, rows, first_rule)])
+    gap = (logits[:batch] - logits[batch : 2 * batch] if gap is None else gap).to(torch.float64)
     bound = tolerance * gap.abs().clamp_min(GAP_FLOOR)
     rule = torch.zeros_like(targets)
     best = torch.full_like(gap, float("inf"))  # each patient's smallest |δ| so far
@@ -301,9 +300,12 @@ def _adaptive_path(space, resolve, tolerance, levels, chunk_rows):
     for i, points in enumerate(levels):
         need = active[store.level[active] < points]
         if len(need):
-            after = levels[i + 1] if i + 1 < len(levels) else None
-            ahead = _likely_short(last[need], before_last[need], bound[need], after and len(store.new_nodes(after)))
-            _evaluate(space, store, targets, chunk_rows, [(points, need), (after, need[ahead])])
+            requests = [(store.new_nodes(points), need, points)]
+            if i + 1 < len(levels):  # and the rule after it, for the patients likely to need it
+                after = store.new_nodes(levels[i + 1])
+                ahead = _likely_short(last[need], before_last[need], bound[need], len(after))
+                requests.append((after, need[ahead], levels[i + 1]))
+            _evaluate(space, store, targets, chunk_rows, requests)
         delta = (store.rule_sums(points, active) - gap[active]).abs()
         before_last[active], last[active] = last[active], delta
         better = delta <= best[active]
@@ -334,37 +336,29 @@ def _likely_short(delta, previous, bound, extra_nodes) -> torch.Tensor:
     this pass only when they add at most ``SPECULATIVE_POINTS`` path points.
     """
     likely = delta * (delta / previous.clamp_min(torch.finfo(delta.dtype).tiny)).clamp(max=1) > bound
-    if not extra_nodes or int(likely.sum()) * extra_nodes > SPECULATIVE_POINTS:
+    if int(likely.sum()) * extra_nodes > SPECULATIVE_POINTS:
         return torch.zeros_like(likely)
     return likely
 
 
 def _evaluate(space, store, targets, chunk_rows, requests):
-    """One model pass for ``requests``: ``(rule, patients)`` pairs whose new nodes ``store`` lacks."""
-    requests = [(points, patients) for points, patients in requests if points and len(patients)]
-    nodes = [store.new_nodes(points) for points, _ in requests]
-    point_alpha = torch.cat([store.alphas[new].repeat_interleave(len(p)) for new, (_, p) in zip(nodes, requests)])
-    point_sample = torch.cat([patients.repeat(len(new)) for new, (_, patients) in zip(nodes, requests)])
-    products, _, _ = _point_products(space, point_alpha, point_sample, targets, chunk_rows)
-    start = 0
-    for new, (points, patients) in zip(nodes, requests):
-        size = len(new) * len(patients)
-        part = {key: value[start : start + size].reshape((len(new), len(patients)) + value.shape[1:])
-                for key, value in products.items()}  # fmt: skip
-        store.add(new, patients, part, points)
-        start += size
+    """One model pass for ``requests``, ``(nodes, patients, rule)`` triples; ``store`` keeps the products.
 
-
-def _node_products(space, alphas, rows, targets, chunk_rows):
-    """``(x - b)·∇f`` per raw value and the target logit at ``b + α (x - b)``, each ``α`` for each of ``rows``.
-
-    Returns ``({key: [len(alphas), len(rows), ...raw shape]}, logits [len(alphas), len(rows)], targets)``;
-    ``targets`` may be a function of the first chunk's logits (see :func:`_path_chunks`).
+    Returns the target logit of every point (node-major, in request order) and
+    the targets (``targets`` may pick them from the first chunk, see :func:`_path_chunks`).
     """
-    point_alpha = alphas.to(rows.device, torch.float32).repeat_interleave(len(rows))
-    products, logits, targets = _point_products(space, point_alpha, rows.repeat(len(alphas)), targets, chunk_rows)
-    shaped = {key: value.reshape((len(alphas), len(rows)) + value.shape[1:]) for key, value in products.items()}
-    return shaped, logits.reshape(len(alphas), len(rows)), targets
+    requests = [(nodes, patients, points) for nodes, patients, points in requests if len(patients)]
+    point_alpha = torch.cat([store.alphas[nodes].repeat_interleave(len(patients)) for nodes, patients, _ in requests])
+    point_sample = torch.cat([patients.repeat(len(nodes)) for nodes, patients, _ in requests])
+    products, logits, targets = _point_products(space, point_alpha, point_sample, targets, chunk_rows)
+    start = 0
+    for nodes, patients, points in requests:
+        size = len(nodes) * len(patients)
+        part = {key: value[start : start + size].reshape((len(nodes), len(patients)) + value.shape[1:])
+                for key, value in products.items()}  # fmt: skip
+        store.add(nodes, patients, part, points)
+        start += size
+    return logits, targets
 
 
 def _point_products(space, point_alpha, point_sample, targets, chunk_rows):

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 
 def timed_run(model, dataset, out, args, client=None, threads=None) -> tuple[float, pd.DataFrame]:
-    from ehrexplain.cohort import explain_cohort, read_attributions
+    from ehrexplain.cohort.explain import explain_cohort, read_attributions
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
@@ -47,8 +47,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from ehrexplain.cluster import local_client
-    from ehrexplain.synthetic import make_cohort, train_demo_model
+    from ehrexplain.cohort.cluster import local_client
+    from ehrexplain.data.synthetic import make_cohort, train_demo_model
 
     cohort = make_cohort(n_patients=args.patients, seed=0)
     model = train_demo_model(cohort, kind="transformer", seed=0, epochs=3)

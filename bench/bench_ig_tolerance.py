@@ -51,7 +51,7 @@ def import_captum_ig():
 def build(n_patients: int):
     """Model, batch, the shared attribution space and each patient's gap ``f(x) - f(b)``."""
     from ehrexplain.methods._embedding_space import AttributionSpace, target_logit
-    from ehrexplain.synthetic import make_cohort, train_demo_model
+    from ehrexplain.data.synthetic import make_cohort, train_demo_model
 
     cohort = make_cohort(n_patients=300, seed=0)
     train, test = cohort.split(0.3, seed=0)

@@ -84,7 +84,7 @@ def max_difference(ours: dict, theirs: dict) -> float:
 
 def demo_model_and_batch(args):
     """The trained demo Transformer and ``args.patients`` of its patients, on ``args.device``."""
-    from ehrexplain.synthetic import make_cohort, train_demo_model
+    from ehrexplain.data.synthetic import make_cohort, train_demo_model
 
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -179,7 +179,7 @@ def main() -> None:
     else:
         peaks = peaks_mib(pairs, device)
 
-    from ehrexplain.synthetic import make_cohort
+    from ehrexplain.data.synthetic import make_cohort
 
     (build,) = median_seconds([lambda: make_cohort(n_patients=500, seed=1)], args.repeats, torch.device("cpu"))
     print(f"device {device}, {args.patients} patients, IG steps {args.steps}, median of {args.repeats} runs")

@@ -11,7 +11,10 @@ Example:
 
 from importlib import import_module
 
-from .interfaces import AttentionInterpretable, CheferInterpretable, GradientInterpretable
+from . import _moved
+from .core.interfaces import AttentionInterpretable, CheferInterpretable, GradientInterpretable
+
+_moved.install()
 
 __version__ = "0.1.0"
 
@@ -21,8 +24,8 @@ _LAZY = {
     "IntegratedGradients": "ehrexplain.methods",
     "DeepLift": "ehrexplain.methods",
     "make_interpreter": "ehrexplain.methods",
-    "as_attention_interpretable": "ehrexplain.capture",
-    "PyHealthAttentionAdapter": "ehrexplain.capture",
+    "as_attention_interpretable": "ehrexplain.core.capture",
+    "PyHealthAttentionAdapter": "ehrexplain.core.capture",
     "explain_cohort": "ehrexplain.cohort",
     "read_attributions": "ehrexplain.cohort",
 }

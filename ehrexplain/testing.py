@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .interfaces import AttentionInterpretable, GradientInterpretable
+from .core.interfaces import AttentionInterpretable, GradientInterpretable
 
 
 class TokenProcessor:
@@ -197,7 +197,7 @@ class ForwardOnlyModel(nn.Module, AttentionInterpretable):
     """
 
     def __init__(self, model: nn.Module):
-        from .capture import PyHealthAttentionAdapter
+        from .core.capture import PyHealthAttentionAdapter
 
         super().__init__()
         self.inner = model

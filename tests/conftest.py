@@ -60,7 +60,7 @@ def flat_dataset():
 def _trained_transformer(dataset, seed: int):
     from pyhealth.models import Transformer
 
-    from ehrexplain.training import train_model
+    from ehrexplain.data.training import train_model
 
     torch.manual_seed(seed)
     model = Transformer(dataset=dataset, embedding_dim=32, heads=2, num_layers=2, dropout=0.1)
@@ -107,7 +107,7 @@ def nested_dataset():
 def stage_attention_net(nested_dataset):
     from pyhealth.models import StageAttentionNet
 
-    from ehrexplain.training import train_model
+    from ehrexplain.data.training import train_model
 
     torch.manual_seed(2)
     model = StageAttentionNet(dataset=nested_dataset, embedding_dim=16, chunk_size=8, levels=2)
@@ -155,7 +155,7 @@ def assert_restored(model, training_before: bool) -> None:
 def flat_mlp(flat_dataset):
     from pyhealth.models import MLP
 
-    from ehrexplain.training import train_model
+    from ehrexplain.data.training import train_model
 
     torch.manual_seed(3)
     return train_model(MLP(dataset=flat_dataset, embedding_dim=16, hidden_dim=16), flat_dataset, epochs=3, seed=3)
@@ -178,7 +178,7 @@ def lab_dataset():
 def lab_mlp(lab_dataset):
     from pyhealth.models import MLP
 
-    from ehrexplain.training import train_model
+    from ehrexplain.data.training import train_model
 
     torch.manual_seed(4)
     return train_model(MLP(dataset=lab_dataset, embedding_dim=16, hidden_dim=16), lab_dataset, epochs=3, seed=4)
@@ -191,14 +191,14 @@ def lab_batch(lab_dataset):
 
 @pytest.fixture(scope="session")
 def demo_cohort():
-    from ehrexplain.synthetic import make_cohort
+    from ehrexplain.data.synthetic import make_cohort
 
     return make_cohort(n_patients=120, seed=0)
 
 
 @pytest.fixture(scope="session")
 def demo_transformer(demo_cohort):
-    from ehrexplain.synthetic import train_demo_model
+    from ehrexplain.data.synthetic import train_demo_model
 
     return train_demo_model(demo_cohort, kind="transformer", seed=0, epochs=5)
 
@@ -208,7 +208,7 @@ def held_out_demo():
     """The notebooks' set-up: 300 patients, Transformer and MLP trained on 70%, 30% held out."""
     from types import SimpleNamespace
 
-    from ehrexplain.synthetic import make_cohort, train_demo_model
+    from ehrexplain.data.synthetic import make_cohort, train_demo_model
 
     cohort = make_cohort(n_patients=300, seed=0)
     train, test = cohort.split(0.3, seed=0)
@@ -243,7 +243,7 @@ def total(scores: dict) -> torch.Tensor:
 
 def padding_kept_baseline(model, batch: dict) -> dict:
     """ehrexplain's default baseline (PyHealth's, with padding left as padding), to compare with PyHealth."""
-    from ehrexplain._inputs import unpack_batch
+    from ehrexplain.core.batch import unpack_batch
     from ehrexplain.methods._embedding_space import default_baseline
 
     return default_baseline(unpack_batch(model, batch), use_embeddings=True)

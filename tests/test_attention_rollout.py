@@ -5,7 +5,7 @@ import torch
 from conftest import assert_restored, single_sample
 
 from ehrexplain import AttentionRollout
-from ehrexplain.capture import as_attention_interpretable
+from ehrexplain.core.capture import as_attention_interpretable
 from ehrexplain.methods.attention_rollout import discard_lowest, fuse_heads, rollout_matrix
 from ehrexplain.testing import StaticAttentionModel
 

@@ -7,8 +7,8 @@ import torch
 from conftest import assert_restored
 
 from ehrexplain import AttentionInterpretable, CheferInterpretable, GradientInterpretable
-from ehrexplain.capture import PyHealthAttentionAdapter, as_attention_interpretable, capturing_attention
-from ehrexplain.interfaces import missing_attention_methods
+from ehrexplain.core.capture import PyHealthAttentionAdapter, as_attention_interpretable, capturing_attention
+from ehrexplain.core.interfaces import missing_attention_methods
 from ehrexplain.testing import OneLayerAttentionToy, StaticAttentionModel
 
 

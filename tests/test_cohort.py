@@ -11,8 +11,8 @@ import torch
 
 os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")  # inherited by the Dask worker processes
 
-from ehrexplain.cohort import explain_cohort, read_attributions  # noqa: E402
-from ehrexplain.global_importance import global_importance, ranking_stability  # noqa: E402
+from ehrexplain.cohort.explain import explain_cohort, read_attributions  # noqa: E402
+from ehrexplain.cohort.global_importance import global_importance, ranking_stability  # noqa: E402
 
 IG_OPTIONS = {"steps": 16}
 
@@ -29,7 +29,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def client():
-    from ehrexplain.cluster import local_client
+    from ehrexplain.cohort.cluster import local_client
 
     with local_client(n_workers=2) as client:
         yield client
@@ -37,7 +37,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def demo_run():
-    from ehrexplain.demo import demo
+    from ehrexplain.data.demo import demo
 
     return demo()
 
@@ -81,7 +81,7 @@ def test_dask_workers_give_identical_results_and_leave_the_model_as_found(client
 
 
 def test_workers_run_without_malloc_trim_and_get_a_light_model(client, demo_run):
-    from ehrexplain.cluster import DatasetStub, _configure_worker, shippable
+    from ehrexplain.cohort.cluster import DatasetStub, _configure_worker, shippable
     from ehrexplain.methods import IntegratedGradients
 
     assert all(env["MALLOC_TRIM_THRESHOLD_"] is None for env in client.run(_configure_worker).values())

@@ -158,7 +158,7 @@ def test_exact_on_trained_transformer_with_labs(lab_dataset, lab_batch):
     """Codes and a continuous lab vector (projected, not looked up): still exact, raw-space lab scores."""
     from pyhealth.models import Transformer
 
-    from ehrexplain.training import train_model
+    from ehrexplain.data.training import train_model
 
     torch.manual_seed(5)
     model = train_model(Transformer(dataset=lab_dataset, embedding_dim=16, heads=2, num_layers=2), lab_dataset,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ehrexplain.demo import EPOCHS, N_PATIENTS, demo
-from ehrexplain.synthetic import make_cohort, model_auroc, train_demo_model
+from ehrexplain.data.demo import EPOCHS, N_PATIENTS, demo
+from ehrexplain.data.synthetic import make_cohort, model_auroc, train_demo_model
 
 
 def test_demo_is_built_once_and_shared():

@@ -82,7 +82,7 @@ def test_baseline_with_nan(method, lab_mlp, lab_batch):
 
 def test_model_limits_are_named(method):
     """PyHealth's MLP cannot run nested codes from embeddings: say which model method failed, on what."""
-    from ehrexplain.synthetic import make_cohort, train_demo_model
+    from ehrexplain.data.synthetic import make_cohort, train_demo_model
 
     cohort = make_cohort(n_patients=30, shape="nested", seed=0)
     mlp = train_demo_model(cohort, kind="mlp", seed=0, epochs=1)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ehrexplain.evaluate import (
+from ehrexplain.evaluation.metrics import (
     area_under_curve,
     compare,
     comprehensiveness,
@@ -252,7 +252,7 @@ def test_gradient_methods_recover_planted_codes_better_than_random(held_out_demo
     DeepLIFT on the Transformer is left out on purpose: its gradient fallback through
     softmax and layer norm leaves it near chance (notebook 07 shows this).
     """
-    from ehrexplain._inputs import unpack_batch
+    from ehrexplain.core.batch import unpack_batch
     from ehrexplain.methods import DeepLift, IntegratedGradients
 
     demo = held_out_demo

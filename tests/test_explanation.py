@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ehrexplain.explanation import explain_patient, named_baseline
+from ehrexplain.evaluation.explanation import explain_patient, named_baseline
 
 
 def test_codes_scores_and_truth_line_up(demo_transformer, demo_cohort):

@@ -10,7 +10,7 @@ import torch
 
 os.environ.setdefault("LITDATA_DISABLE_VERSION_CHECK", "1")
 
-from ehrexplain.synthetic import write_mimic4  # noqa: E402
+from ehrexplain.data import write_mimic4  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +69,9 @@ def test_planted_codes_lead_the_ig_ranking(pipeline, tmp_path):
     from pyhealth.models import Transformer
     from pyhealth.trainer import Trainer
 
-    from ehrexplain.cohort import explain_cohort
-    from ehrexplain.global_importance import global_importance
-    from ehrexplain.synthetic import auroc
+    from ehrexplain.cohort.explain import explain_cohort
+    from ehrexplain.cohort.global_importance import global_importance
+    from ehrexplain.data.synthetic import auroc
 
     truth, samples = pipeline
     tables = []

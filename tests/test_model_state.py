@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ehrexplain.model_state import evaluation_mode, gradients_enabled
+from ehrexplain.core.model_state import evaluation_mode, gradients_enabled
 
 
 def test_modes_and_grads_restored_after_an_error():

@@ -13,8 +13,8 @@ import ehrexplain.methods.attention_rollout as rollout_module
 import ehrexplain.methods._deeplift_rules as deeplift_rules
 import ehrexplain.methods.deeplift as deeplift_module
 import ehrexplain.methods.integrated_gradients as ig_module
-from ehrexplain.demo import demo
-from ehrexplain.synthetic import PlantedRule
+from ehrexplain.data.demo import demo
+from ehrexplain.data.planted_rule import PlantedRule
 from ehrexplain.teaching import ClaimError
 
 

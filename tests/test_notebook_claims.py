@@ -57,9 +57,9 @@ def test_chefer_notebook_refuses_an_agreement_claim_that_no_longer_holds(monkeyp
 
 def test_synthetic_notebook_refuses_a_model_above_its_ceiling(monkeypatch):
     """Perturbed AUROC of the model (1.0): 'the noise-free score is the ceiling' becomes false."""
-    import ehrexplain.synthetic as synthetic
+    import ehrexplain.data as data
 
-    monkeypatch.setattr(synthetic, "model_auroc", lambda *args, **kwargs: 1.0)
+    monkeypatch.setattr(data, "model_auroc", lambda *args, **kwargs: 1.0)  # where the notebook imports it from
     source, error = run_until_an_error("01_synthetic_ehr_and_models.ipynb")
     assert isinstance(error, ClaimError), error
     assert "the ceiling" in source

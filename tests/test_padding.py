@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ehrexplain import DeepLift, IntegratedGradients
-from ehrexplain._inputs import as_tuple
+from ehrexplain.core.batch import as_tuple
 
 GRADIENT_METHODS = {"integrated_gradients": lambda m: IntegratedGradients(m, steps=6), "deeplift": DeepLift}
 # (model fixture, batch fixture): sequence, tensor, nested-sequence and time-aware (StageNet) features.

@@ -1,11 +1,11 @@
-"""Tests for ehrexplain.synthetic: planted rules, cohorts, ground truth, demo models."""
+"""Tests for ehrexplain.data.synthetic: planted rules, cohorts, ground truth, demo models."""
 
 import dataclasses
 
 import pytest
 import torch
 
-from ehrexplain.synthetic import CODE_NAMES, PlantedRule, auroc, make_cohort, model_auroc, train_demo_model
+from ehrexplain.data.synthetic import CODE_NAMES, PlantedRule, auroc, make_cohort, model_auroc, train_demo_model
 
 
 @pytest.fixture(scope="module")

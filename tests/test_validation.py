@@ -12,7 +12,7 @@ import torch
 from conftest import assert_restored
 
 from ehrexplain import AttentionRollout, CheferRelevance, DeepLift, IntegratedGradients
-from ehrexplain.validation import validate_call
+from ehrexplain.core.validation import validate_call
 
 METHODS = {
     "ig": lambda model: IntegratedGradients(model, steps=2),
@@ -162,8 +162,8 @@ def test_model_on_meta_device_or_in_bfloat16(transformer, flat_batch):
 
 
 def test_explain_patient_and_compare_inputs(demo_transformer, demo_cohort):
-    from ehrexplain.evaluate import compare
-    from ehrexplain.explanation import explain_patient
+    from ehrexplain.evaluation.metrics import compare
+    from ehrexplain.evaluation.explanation import explain_patient
 
     for index in ("3", 3.0, True):
         with pytest.raises(TypeError, match="patient index must be an integer"):

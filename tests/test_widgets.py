@@ -80,7 +80,7 @@ def test_model_supporting_no_method_is_a_clear_error(flat_mlp, demo_cohort):
 
 
 def test_one_logit_probability_reads_as_label_1(demo_transformer, demo_cohort):
-    from ehrexplain.perturbation import predict
+    from ehrexplain.evaluation.perturbation import predict
 
     explorer = ExplanationExplorer(demo_transformer, demo_cohort, index=5)
     assert demo_transformer.get_output_size() == 1

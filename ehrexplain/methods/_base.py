@@ -27,7 +27,7 @@ from typing import Optional, Union
 import torch
 from pyhealth.interpret.methods.base_interpreter import BaseInterpreter
 
-from ..validation import validate_call
+from ..core.validation import validate_call
 
 TargetIndex = Optional[Union[int, torch.Tensor]]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._inputs import FeatureBatch, unpack_batch
+from ..core.batch import FeatureBatch, unpack_batch
 
 #: Default baseline id for token features: PyHealth's UNK token.
 UNK_TOKEN_ID = 1

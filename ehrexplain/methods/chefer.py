@@ -23,9 +23,9 @@ from typing import Sequence
 
 import torch
 
-from .._inputs import check_feature_keys, expand_to_inputs
-from ..capture import as_attention_interpretable, capturing_attention
-from ..model_state import evaluation_mode, gradients_enabled
+from ..core.batch import check_feature_keys, expand_to_inputs
+from ..core.capture import as_attention_interpretable, capturing_attention
+from ..core.model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
 
 

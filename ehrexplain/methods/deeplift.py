@@ -38,7 +38,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..model_state import evaluation_mode, gradients_enabled
+from ..core.model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
 from ._deeplift_rules import ExactMultipliers, InexactDeepLiftWarning, opaque_modules
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit

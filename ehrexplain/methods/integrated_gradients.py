@@ -48,7 +48,7 @@ import warnings
 
 import torch
 
-from ..model_state import evaluation_mode, gradients_enabled
+from ..core.model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit
 from ._quadrature import alpha_grid, clenshaw_curtis, nested_steps

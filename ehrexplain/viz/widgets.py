@@ -19,7 +19,7 @@ import io
 
 import ipywidgets as widgets
 
-from ..explanation import BASELINES, explain_patient
+from ..evaluation.explanation import BASELINES, explain_patient
 from .html import attribution_table_html, token_heatmap_html
 from .method_choices import METHOD_LABELS, label_name, method_support, n_classes, unsupported_html
 from .plots import plot_code_attributions, plot_method_comparison, plot_rollout_matrix
@@ -231,8 +231,8 @@ class AttentionLayersExplorer(StaticFallback, widgets.VBox):
     def _maps(self, index: int):
         """Attention maps and token labels of one patient, computed once."""
         if index not in self._cache:
-            from .._inputs import feature_value
-            from ..explanation import check_patient_index
+            from ..core.batch import feature_value
+            from ..evaluation.explanation import check_patient_index
 
             check_patient_index(self.cohort, index)
             batch = self.cohort.batch([index])

@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from ._inputs import inverse_vocab
-from .model_state import evaluation_mode
+from ..core.batch import inverse_vocab
+from ..core.model_state import evaluation_mode
+from .planted_rule import PlantedRule, label_threshold
 
 CONDITIONS = {
     "E11.9": "Type 2 diabetes mellitus", "I50.9": "Heart failure", "N18.3": "Chronic kidney disease, stage 3",
@@ -58,71 +59,6 @@ DRUGS = {
 CODE_NAMES: dict[str, str] = {**CONDITIONS, **PROCEDURES, **DRUGS}
 LAB_NAMES = ("creatinine", "hba1c", "log_ntprobnp", "potassium")
 SHAPES = ("flat", "nested")
-
-
-@dataclass(frozen=True)
-class PlantedRule:
-    """The hidden rule that labels a cohort: a sparse linear score over codes.
-
-    score = sum of present risk-code weights + ``interaction_weight`` when both
-    interaction codes are present + ``protective_weight`` when the protective
-    code is present. Confounders raise nothing: they only co-occur with risk.
-
-    Example:
-        >>> rule = PlantedRule()
-        >>> rule.score({"E11.9", "I10"}), sorted(rule.drivers({"E11.9", "I10"}))
-        (1.5, ['E11.9'])
-    """
-
-    risk_codes: dict[str, float] = field(default_factory=lambda: {"E11.9": 1.5, "I50.9": 2.0, "N18.3": 1.5})
-    interaction: tuple[str, str] = ("C09AA02", "C03DA01")  # ACE inhibitor + spironolactone: hyperkalaemia
-    interaction_weight: float = 2.0
-    protective_code: str = "C10AA05"
-    protective_weight: float = -1.5
-    confounders: tuple[str, ...] = ("I10", "E78.5")
-    noise: float = 0.5
-    prevalence: float = 0.3
-
-    def __post_init__(self):
-        if not 0.0 < self.prevalence < 1.0:
-            raise ValueError(f"prevalence must be in (0, 1), got {self.prevalence}; e.g. PlantedRule(prevalence=0.3)")
-        if self.noise < 0:
-            raise ValueError(f"noise must be >= 0 (std of the logistic noise), got {self.noise}")
-
-    def score(self, codes) -> float:
-        """Noise-free risk score of a set of codes (no intercept).
-
-        Example:
-            >>> PlantedRule().score(["C09AA02", "C03DA01", "C10AA05"])
-            0.5
-        """
-        codes = set(codes)
-        total = sum(w for code, w in self.risk_codes.items() if code in codes)
-        if set(self.interaction) <= codes:
-            total += self.interaction_weight
-        if self.protective_code in codes:
-            total += self.protective_weight
-        return float(total)
-
-    def drivers(self, codes) -> set[str]:
-        """Codes of a patient that move its score; confounders never do.
-
-        Example:
-            >>> sorted(PlantedRule().drivers(["C09AA02", "E78.5", "N18.3"]))
-            ['N18.3']
-        """
-        codes = set(codes)
-        found = {code for code in self.risk_codes if code in codes}
-        if set(self.interaction) <= codes:
-            found |= set(self.interaction)
-        if self.protective_code in codes:
-            found.add(self.protective_code)
-        return found
-
-    @property
-    def planted(self) -> set[str]:
-        """Every code the rule mentions, confounders included."""
-        return {*self.risk_codes, *self.interaction, self.protective_code, *self.confounders}
 
 
 def _draw_codes(rule: PlantedRule, rng: random.Random) -> list[str]:
@@ -170,13 +106,6 @@ def _layout(codes: list[str], shape: str, rng: random.Random) -> dict:
     for code in codes[n_visits:]:
         visits[rng.randrange(n_visits)].append(code)
     return {"visits": visits}
-
-
-def _threshold(scores: list[float], prevalence: float) -> float:
-    """Cut halfway between the scores ranked k and k+1, k = prevalence * n."""
-    ranked = sorted(scores, reverse=True) + [min(scores) - 1.0]  # sentinel for n == 1
-    k = min(max(round(prevalence * len(scores)), 1), max(len(scores) - 1, 1))
-    return (ranked[k - 1] + ranked[k]) / 2
 
 
 @dataclass
@@ -316,7 +245,7 @@ def make_cohort(
     for patient in codes:
         u = min(max(rng.random(), 1e-12), 1 - 1e-12)
         noisy.append(rule.score(patient) + scale * math.log(u / (1 - u)))
-    threshold = _threshold(noisy, rule.prevalence)
+    threshold = label_threshold(noisy, rule.prevalence)
     samples = []
     for i, patient in enumerate(codes):
         sample = {"patient_id": f"p{i}", "visit_id": "v0", **_layout(list(patient), shape, rng)}
@@ -362,7 +291,7 @@ def train_demo_model(
     """
     from pyhealth.models import MLP, StageAttentionNet, Transformer
 
-    from ehrexplain.training import train_model
+    from .training import train_model
 
     builders = {
         "transformer": lambda ds: Transformer(dataset=ds, embedding_dim=32, heads=2, num_layers=2, dropout=0.1),
@@ -418,6 +347,5 @@ def model_auroc(model, cohort_or_loader, indices=None) -> float:
 
 __all__ = [
     "CODE_NAMES", "CONDITIONS", "DRUGS", "LAB_NAMES", "PROCEDURES",
-    "Cohort", "PlantedRule", "auroc", "make_cohort", "model_auroc", "train_demo_model", "write_mimic4",
+    "Cohort", "PlantedRule", "auroc", "make_cohort", "model_auroc", "train_demo_model",
 ]
-from .mimic4 import write_mimic4  # noqa: E402  (MIMIC-IV-shaped tables; last, as mimic4 uses this module)

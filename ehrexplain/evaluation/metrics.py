@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ._inputs import unpack_batch
+from ..core.batch import unpack_batch
 from .perturbation import Perturber, check_attributions, predict
 
 PERCENTAGES = (1, 5, 10, 20, 50)
@@ -243,7 +243,7 @@ def _randomized_copy(model, seed: int):
 
 
 def _build(method, model, options: dict):
-    from .methods import make_interpreter
+    from ..methods import make_interpreter
 
     return make_interpreter(method, model, **options) if isinstance(method, str) else method
 
@@ -312,7 +312,7 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
     Example:
         >>> # compare(model, get_dataloader(ds, batch_size=16), ["rollout", "chefer"], max_batches=2)
     """
-    from .methods import METHODS
+    from ..methods import METHODS
 
     ks = _check_percentages(percentages)
     _check_n_points(n_points)

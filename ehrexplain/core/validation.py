@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._inputs import _schema, check_feature_keys, feature_value
+from .batch import _schema, check_feature_keys, feature_value
 
 #: Batch keys that describe a record rather than feed the model; always allowed.
 METADATA_KEYS = frozenset({"patient_id", "visit_id", "record_id", "embed"})

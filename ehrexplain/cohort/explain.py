@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from ._attribution_table import explain_batch
+from .table import explain_batch
 
 MANIFEST = "manifest.json"
 DEFAULT_BATCH_SIZE = 64
@@ -157,8 +157,8 @@ def _checked_out(out) -> Path:
 
 def _interpreter(model, method, options: dict):
     """The interpreter for ``method`` and the options its ``attribute`` takes."""
-    from .methods import METHODS, make_interpreter
-    from .methods._base import Interpreter
+    from ..methods import METHODS, make_interpreter
+    from ..methods._base import Interpreter
 
     if isinstance(method, str):
         if method not in METHODS:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from ._inputs import feature_value, padding_mask
+from ..core.batch import feature_value, padding_mask
 
 
 def explain_batch(interpreter, batch: dict, first_index: int, options: dict) -> pa.Table:

@@ -4,7 +4,7 @@
 and formats PyHealth's ``MIMIC4EHRDataset`` reads, so the researcher's own
 pipeline (loader, ``MortalityPredictionMIMIC4``, ``Trainer``) runs unchanged on
 it. Each admission's diagnoses, procedures and prescriptions are scored by a
-:class:`~ehrexplain.synthetic.PlantedRule`; when the noisy score passes the
+:class:`~ehrexplain.data.planted_rule.PlantedRule`; when the noisy score passes the
 threshold, the patient's *next* admission ends in death
 (``hospital_expire_flag`` = 1), which is exactly the task's label. The returned
 :class:`Mimic4Truth` gives the expected label of every task sample and, for a
@@ -31,9 +31,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ._inputs import inverse_vocab
-
-# synthetic.py re-exports write_mimic4, so it is imported lazily here (no import cycle).
+from ..core.batch import inverse_vocab
+from .planted_rule import PlantedRule, label_threshold
 
 DIAGNOSES = {  # ICD-10-CM as MIMIC-IV stores it: no dot
     "I509": "Heart failure", "N183": "Chronic kidney disease, stage 3", "E119": "Type 2 diabetes mellitus",
@@ -76,8 +75,6 @@ def mimic4_rule(**overrides) -> PlantedRule:
         confounders=("I10", "E785"),
         prevalence=0.25,
     )
-    from .synthetic import PlantedRule
-
     return PlantedRule(**{**defaults, **overrides})
 
 
@@ -211,13 +208,11 @@ def write_mimic4(root, n_patients: int = 200, seed: int = 0, rule=None,
     if isinstance(max_admissions, bool) or not isinstance(max_admissions, int) or max_admissions < 2:
         raise ValueError(f"max_admissions must be an integer >= 2 (the task labels the next admission), "
                          f"got {max_admissions!r}")
-    from .synthetic import _threshold
-
     rule = mimic4_rule() if rule is None else rule
     rng = random.Random(seed)
     drawn = [[_admission_codes(rule, rng) for _ in range(rng.randint(2, max_admissions))] for _ in range(n_patients)]
     scores = [[_noisy_score(rule, codes, rng) for codes in patient] for patient in drawn]
-    threshold = _threshold([s for patient in scores for s in patient], rule.prevalence)
+    threshold = label_threshold([s for patient in scores for s in patient], rule.prevalence)
     tables, labels = {name: [] for name in COLUMNS}, {}
     for pid, (patient, patient_scores) in enumerate(zip(drawn, scores), start=10000000):
         for i, score in enumerate(patient_scores[:-1]):

@@ -17,8 +17,8 @@ from typing import Optional
 
 import torch
 
-from ._inputs import _schema, as_tuple, unpack_batch
-from .model_state import evaluation_mode
+from ..core.batch import _schema, as_tuple, unpack_batch
+from ..core.model_state import evaluation_mode
 
 
 def predict(model, data: dict, target: Optional[torch.Tensor] = None):

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._inputs import feature_value
-from .methods import METHODS, make_interpreter
+from ..core.batch import feature_value
+from ..methods import METHODS, make_interpreter
 from .perturbation import predict
 
 #: Baselines a user can pick by name for the gradient methods.

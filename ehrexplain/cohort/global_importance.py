@@ -71,7 +71,7 @@ def global_importance(
 
 def _attribution_frame(attributions) -> pd.DataFrame:
     if not isinstance(attributions, pd.DataFrame):
-        from .cohort import read_attributions
+        from .explain import read_attributions
 
         attributions = read_attributions(attributions)
     missing = [name for name in NEEDED if name not in attributions.columns]

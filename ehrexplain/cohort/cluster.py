@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from ._attribution_table import explain_batch
+from .table import explain_batch
 
 #: Dask config key whose ``None`` value keeps the nanny from setting the variable.
 MALLOC_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"

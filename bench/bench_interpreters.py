@@ -166,11 +166,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only", default="", help="comma-separated words; time only the rows whose name has one, "
+                                                   "e.g. --only rollout,chefer")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
     model, batch = demo_model_and_batch(args)
     pairs = build_pairs(args, model, batch)
+    if args.only:
+        words = [word.lower() for word in args.only.split(",")]
+        pairs = {name: pair for name, pair in pairs.items() if any(word in name.lower() for word in words)}
     if args.memory_only:
         print(json.dumps(peaks_mib(pairs, device)))
         return
@@ -194,7 +199,8 @@ def main() -> None:
         )
     print("DeepLIFT values differ by design: PyHealth rescales to force completeness and zeroes")
     print("multipliers of ReLU units that switch on between baseline and input; see tests/test_deeplift.py.")
-    deeplift_rules(args, model, batch, device)
+    if "DeepLIFT" in pairs:
+        deeplift_rules(args, model, batch, device)
     print(f"make_cohort(n_patients=500): {build:.3f} s")
 
 

@@ -164,9 +164,9 @@ def test_train_mode_restored(transformer, flat_batch):
         transformer.eval()
 
 
-@pytest.mark.parametrize("steps", [0, -3, 2.5])
-def test_bad_steps(transformer, steps):
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+@pytest.mark.parametrize("steps, error", [(0, ValueError), (-3, ValueError), (2.5, TypeError)])
+def test_bad_steps(transformer, steps, error):
+    with pytest.raises(error, match="steps must be a positive integer"):
         IntegratedGradients(transformer, steps=steps)
 
 

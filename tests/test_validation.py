@@ -70,9 +70,9 @@ CASES = [
     ("chunk bool", "ig", "flat", lambda b: replaced(b, internal_batch_size=False), TypeError, "internal_batch_size must be a positive integer"),
     ("alpha rule", "ig", "flat", lambda b: replaced(b, alpha_rule="simpson"), ValueError, "unknown alpha_rule 'simpson'"),
     # flags
-    ("delta flag str", "ig", "flat", lambda b: replaced(b, return_convergence_delta="yes"), TypeError, "'return_convergence_delta' must be True or False"),
-    ("delta flag int", "dl", "flat", lambda b: replaced(b, return_convergence_delta=1), TypeError, "'return_convergence_delta' must be True or False"),
-    ("completeness flag", "dl", "flat", lambda b: replaced(b, enforce_completeness=None), TypeError, "'enforce_completeness' must be True or False"),
+    ("delta flag str", "ig", "flat", lambda b: replaced(b, return_convergence_delta="yes"), TypeError, "return_convergence_delta must be True or False"),
+    ("delta flag int", "dl", "flat", lambda b: replaced(b, return_convergence_delta=1), TypeError, "return_convergence_delta must be True or False"),
+    ("completeness flag", "dl", "flat", lambda b: replaced(b, enforce_completeness=None), TypeError, "enforce_completeness must be True or False"),
     # targets
     ("target fractional", "ig", "flat", lambda b: replaced(b, target_class_idx=1.7), TypeError, "'target_class_idx' must be an integer"),
     ("target bool", "ig", "flat", lambda b: replaced(b, target_class_idx=True), TypeError, "'target_class_idx' must be an integer"),
@@ -185,3 +185,70 @@ def test_numpy_integers_accepted_and_bools_not(transformer, flat_batch):
 def test_metadata_keys_are_allowed(transformer, flat_batch):
     checked = validate_call(transformer, IntegratedGradients.attribute, {**flat_batch, "record_id": ["r"] * 8})
     assert checked["record_id"] == ["r"] * 8 and checked["patient_id"] == flat_batch["patient_id"]
+
+
+@pytest.mark.parametrize("target", [3, -1, 2])
+def test_rollout_refuses_a_class_the_binary_model_lacks(transformer, flat_batch, target):
+    """Issue 20: rollout ignores the target but must not accept a class that does not exist."""
+    with pytest.raises(ValueError, match=rf"target_class_idx {target} is out of range for this binary \(one logit"):
+        AttentionRollout(transformer).attribute(**flat_batch, target_class_idx=target)
+
+
+@pytest.fixture(scope="module")
+def multilabel_model_and_batch():
+    from conftest import _batch, _dataset, _flat_samples
+    from pyhealth.models import Transformer
+
+    samples = _flat_samples(24, 2, seed=4)
+    for sample in samples:
+        sample["label"] = [code for code, present in (("a", "C01" in sample["conditions"]),
+                                                      ("b", "C02" in sample["conditions"]), ("c", True)) if present]
+    dataset = _dataset(samples, {"conditions": "sequence", "procedures": "sequence"}, "multilabel")
+    torch.manual_seed(4)
+    return Transformer(dataset=dataset, embedding_dim=16, heads=2, num_layers=1).eval(), _batch(dataset, 6)
+
+
+@pytest.mark.parametrize("make", [lambda m: IntegratedGradients(m, steps=4), DeepLift, CheferRelevance])
+def test_multilabel_needs_an_explicit_label(multilabel_model_and_batch, make):
+    """Issue 20 item 4: no silent arg-max on a multilabel model; an index selects that label's logit."""
+    model, batch = multilabel_model_and_batch
+    interpreter = make(model)
+    with pytest.raises(ValueError, match=r"multilabel model \(3 labels, each its own logit\).*pass target_class_idx"):
+        interpreter.attribute(**batch)
+    per_label = [interpreter.attribute(**batch, target_class_idx=label) for label in range(3)]
+    per_label = [scores[0] if isinstance(scores, tuple) else scores for scores in per_label]
+    assert not torch.allclose(per_label[0]["conditions"], per_label[1]["conditions"])
+    with pytest.raises(ValueError, match="out of range for this 3-class model"):
+        interpreter.attribute(**batch, target_class_idx=3)
+
+
+def test_multilabel_deeplift_explains_the_chosen_labels_logit(multilabel_model_and_batch):
+    model, batch = multilabel_model_and_batch
+    scores, delta = DeepLift(model).attribute(**batch, target_class_idx=2, return_convergence_delta=True)
+    baseline = {k: torch.where(batch[k] != 0, torch.ones_like(batch[k]), batch[k]) for k in ("conditions", "procedures")}
+    with torch.no_grad():
+        gap = model(**batch)["logit"][:, 2] - model(**{**batch, **baseline})["logit"][:, 2]
+    total = sum(s.reshape(len(s), -1).sum(1) for s in scores.values())
+    torch.testing.assert_close(total, gap, atol=1e-4, rtol=1e-4)  # the scores share out label 2's own logit
+    assert delta.abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("index", [2.7, True, "3"])
+def test_explorer_refuses_a_patient_index_like_explain_patient(demo_transformer, demo_cohort, index):
+    """Issue 23: IntText turned 2.7 into patient 2 and True into patient 1."""
+    from ehrexplain.viz.widgets import ExplanationExplorer
+
+    with pytest.raises(TypeError, match=rf"patient index must be an integer, got {index!r}"):
+        ExplanationExplorer(demo_transformer, demo_cohort, index=index)
+
+
+def test_cohort_with_another_vocabulary_is_refused(demo_transformer, demo_cohort):
+    """Issue 23: the labels said E11.9 where the model read M54.5."""
+    from ehrexplain.data import make_cohort
+    from ehrexplain.evaluation.explanation import explain_patient
+
+    other = make_cohort(n_patients=40, seed=11)
+    with pytest.raises(ValueError, match=r"feature 'conditions' of the data has another vocabulary than the model's: "
+                                         r"token id \d+ is '[^']+' in the data but '[^']+' for the model"):
+        explain_patient(demo_transformer, other, 0, "rollout")
+    assert explain_patient(demo_transformer, demo_cohort, 0, "rollout").labels  # its own cohort still works

@@ -64,7 +64,7 @@ def test_out_of_range_patient_is_a_message(demo_transformer, demo_cohort):
 
 def test_unsupported_methods_are_not_offered_and_say_why(demo_transformer, demo_cohort):
     explorer = ExplanationExplorer(ForwardOnlyModel(demo_transformer), demo_cohort)
-    assert [value for _, value in explorer.method.options] == ["rollout"]  # forward attention only
+    assert [value for _, value in explorer.method.options] == ["rollout", "occlusion"]  # forward passes only
     assert explorer.explanation.method == "rollout"
     note = explorer.unsupported.value
     assert "Chefer relevance: needs attention gradients" in note and "only AttentionInterpretable" in note
@@ -125,8 +125,8 @@ def test_dashboard_compares_all_methods(demo_transformer, demo_cohort):
 
     metrics = pd.DataFrame({"comprehensiveness": [0.1, 0.2]}, index=pd.Index(["rollout", "deeplift"], name="method"))
     dashboard = ComparisonDashboard(demo_transformer, demo_cohort, metrics=metrics)
-    assert set(dashboard.explanations) == {"rollout", "chefer", "integrated_gradients", "deeplift"}
-    assert len([ax for ax in dashboard.figure.axes if ax.patches]) == 4
+    assert set(dashboard.explanations) == {"rollout", "chefer", "integrated_gradients", "deeplift", "occlusion"}
+    assert len([ax for ax in dashboard.figure.axes if ax.patches]) == 5
     assert dashboard.table.value.count("<tr") == 3 and "deeplift" in dashboard.table.value
     dashboard.patient.value = -1
     assert "out of range" in dashboard.message.value

@@ -157,15 +157,12 @@ def _checked_out(out) -> Path:
 
 def _interpreter(model, method, options: dict):
     """The interpreter for ``method`` and the options its ``attribute`` takes."""
-    from ..methods import METHODS, make_interpreter
-    from ..methods._base import Interpreter
+    from ..methods import Interpreter, method_spec
 
     if isinstance(method, str):
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)} or pass an interpreter")
-        constructor = set(inspect.signature(METHODS[method].__init__).parameters) - {"self", "model"}
-        interpreter = make_interpreter(method, model, **{k: v for k, v in options.items() if k in constructor})
-        options = {k: v for k, v in options.items() if k not in constructor}
+        spec = method_spec(method)
+        init, options = spec.split(options)
+        interpreter = spec.cls(model, **init)
     elif isinstance(method, Interpreter):
         if method.model is not model:
             raise ValueError("method is an interpreter built on another model; build it on the model you pass")

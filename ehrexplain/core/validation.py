@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,15 +31,76 @@ from .batch import _schema, check_feature_keys, feature_value
 
 #: Batch keys that describe a record rather than feed the model; always allowed.
 METADATA_KEYS = frozenset({"patient_id", "visit_id", "record_id", "embed"})
-#: Options that must be positive integers (``None`` allowed where the signature defaults to it).
-POSITIVE_INT_OPTIONS = ("steps", "internal_batch_size", "n_steps")
 
 
-def validate_call(model: nn.Module, method, kwargs: dict) -> dict:
+@dataclass(frozen=True)
+class Option:
+    """One option of an interpreter: its type, range, default and where it goes.
+
+    ``where`` is ``"init"`` (the constructor takes it), ``"call"`` (``attribute``
+    does) or ``"both"`` (a constructor default the call may override). ``bounds`` is ``(low, high)`` with ``interval`` saying which ends are
+    closed (``"[]"``, ``"[)"``, ``"(]"``, ``"()"``); ``choices`` lists the allowed
+    strings; ``optional`` allows ``None``.
+
+    Example:
+        >>> Option("discard_ratio", float, 0.0, "init", bounds=(0, 1), interval="[)").check(np.float32(0.5))
+        0.5
+        >>> Option("steps", int, 50, bounds=(1, math.inf)).check(np.int64(8))
+        8
+    """
+
+    name: str
+    kind: type
+    default: object = None
+    where: str = "call"
+    bounds: tuple | None = None
+    interval: str = "[]"
+    choices: tuple = ()
+    optional: bool = False
+
+    def check(self, value, owner: str = ""):
+        """``value`` as a plain Python ``kind`` (numpy scalars converted), or a ``TypeError``/``ValueError`` naming the option."""
+        if value is None and (self.optional or self.default is None):
+            return None
+        prefix = f"{owner}: " if owner else ""
+        value = self._typed(value, prefix)
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{prefix}unknown {self.name} {value!r}; {self.name} must be one of {self.choices}")
+        if self.bounds is not None:
+            (low, high), (left, right) = self.bounds, self.interval
+            inside = (low <= value if left == "[" else low < value) and (value <= high if right == "]" else value < high)
+            if not inside:
+                raise ValueError(f"{prefix}{self.name} must be {self._wanted()}, got {value!r}")
+        return value
+
+    def _wanted(self) -> str:
+        if self.kind is int and self.bounds == (1, math.inf):
+            return "a positive integer"
+        if self.bounds is not None:
+            (low, high), (left, right) = self.bounds, self.interval
+            return f"{'an integer' if self.kind is int else 'a real number'} in {left}{low:g}, {high:g}{right}"
+        return {bool: "True or False", int: "an integer", float: "a real number", str: "a string"}[self.kind]
+
+    def _typed(self, value, prefix: str):
+        is_bool = isinstance(value, (bool, np.bool_))
+        if self.kind is bool and is_bool:
+            return bool(value)
+        if self.kind is int and not is_bool and isinstance(value, (int, np.integer)):
+            return int(value)
+        if self.kind is float and not is_bool and isinstance(value, (int, float, np.integer, np.floating)):
+            return float(value)
+        if self.kind is str and isinstance(value, str):
+            return value
+        raise TypeError(f"{prefix}{self.name} must be {self._wanted()}, got {value!r} ({type(value).__name__})")
+
+
+def validate_call(model: nn.Module, method, kwargs: dict, schema: dict | None = None) -> dict:
     """Check a call of ``method(**kwargs)`` on ``model``; return the keywords to pass on.
 
-    Numpy integers become ``int`` and tensors made under ``torch.inference_mode``
-    are copied so autograd can use them; nothing else is converted.
+    ``schema`` maps option names to their :class:`Option`; an option it lacks is
+    checked by its name (``target_class_idx``, ``baseline``, ``return_*``).
+    Numpy scalars become Python numbers and tensors made under
+    ``torch.inference_mode`` are copied so autograd can use them; nothing else is converted.
     """
     check_model(model)
     params = {
@@ -48,8 +111,10 @@ def validate_call(model: nn.Module, method, kwargs: dict) -> dict:
     data = {name: value for name, value in kwargs.items() if name not in params}
     check_unknown_keywords(model, data, params, method.__qualname__)
     data, batch_size = check_batch(model, data)
+    owner = method.__qualname__.split(".")[-2] if "." in method.__qualname__ else method.__qualname__
     for name, value in options.items():
-        options[name] = check_option(model, name, value, params[name].default, batch_size)
+        option = (schema or {}).get(name)
+        options[name] = option.check(value, owner) if option else check_option(model, name, value, batch_size)
     return {**data, **options}
 
 
@@ -204,6 +269,32 @@ def _check_length(model, key: str, value: torch.Tensor) -> None:
         )
 
 
+def check_vocabulary(model, dataset) -> None:
+    """``ValueError`` naming the first feature key whose code vocabulary in ``dataset`` is not the model's.
+
+    Token ids only mean a code through the vocabulary they were built with: a
+    cohort processed with other vocabularies would be explained under the wrong
+    code names (the model reads id 2 as 'M54.5', the cohort calls it 'E11.9').
+
+    Example:
+        >>> # check_vocabulary(model, cohort.dataset)
+    """
+    mine = getattr(getattr(model, "dataset", None), "input_processors", {}) or {}
+    theirs = getattr(dataset, "input_processors", {}) or {}
+    for key in getattr(model, "feature_keys", []):
+        expected = getattr(mine.get(key), "code_vocab", None)
+        got = getattr(theirs.get(key), "code_vocab", None)
+        if expected is None or got is None or got == expected:
+            continue
+        names = {i: code for code, i in expected.items()}
+        clash = next(((i, code) for code, i in got.items() if names.get(i) != code), None)
+        detail = f": token id {clash[0]} is {clash[1]!r} in the data but {names.get(clash[0], 'unknown')!r} for the model" if clash else ""
+        raise ValueError(
+            f"feature {key!r} of the data has another vocabulary than the model's{detail}; "
+            "process the data with the model's own processors (the dataset it was trained on, or its subset)"
+        )
+
+
 def did_you_mean(name: str, choices) -> str:
     """``"; did you mean 'a' or 'b'?"`` for the closest ``choices`` (at most three), or ``""``.
 
@@ -215,16 +306,18 @@ def did_you_mean(name: str, choices) -> str:
     return f"; did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
 
 
-def check_option(model, name: str, value, default, batch_size: int | None):
-    """One option of the method, checked by its name; returns it with numpy integers as ``int``."""
-    if name in POSITIVE_INT_OPTIONS:
-        return positive_int(name, value, allow_none=default is None or name == "internal_batch_size")
+def check_option(model, name: str, value, batch_size: int | None):
+    """An option every method shares, checked by its name: the target, the baseline, ``return_*`` flags."""
     if name.startswith(("return_", "enforce_", "use_")):
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"option {name!r} must be True or False, got {value!r}")
         return bool(value)
     if name == "target_class_idx":
-        return check_target(value, batch_size)
+        target = check_target(value, batch_size)
+        n_outputs = output_size(model)
+        if target is not None and n_outputs is not None:
+            check_target_range(target, n_outputs)
+        return target
     if name == "baseline":
         return check_baseline(model, value)
     return value
@@ -257,6 +350,32 @@ def check_target(value, batch_size: int | None):
             )
         return tensor.long()
     raise TypeError(f"option 'target_class_idx' must be an integer class index or a [batch] integer tensor, got {value!r}")
+
+
+def output_size(model) -> int | None:
+    """The number of logits a PyHealth model gives (1 for binary), or ``None`` when the model cannot say."""
+    getter = getattr(model, "get_output_size", None)
+    if not callable(getter) or len(getattr(model, "label_keys", None) or []) != 1:
+        return None
+    return int(getter())
+
+
+def check_target_range(target, n_outputs: int) -> None:
+    """``ValueError`` unless every class in ``target`` exists; a one-logit (binary) model takes 0 and 1.
+
+    Example:
+        >>> check_target_range(2, n_outputs=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: target_class_idx 2 is out of range for this binary (one logit, classes 0 and 1) model (valid indices 0..1)
+    """
+    valid = 2 if n_outputs == 1 else n_outputs
+    classes = torch.as_tensor(target)
+    if (classes < 0).any() or (classes >= valid).any():
+        kind = "binary (one logit, classes 0 and 1)" if n_outputs == 1 else f"{n_outputs}-class"
+        raise ValueError(
+            f"target_class_idx {target} is out of range for this {kind} model (valid indices 0..{valid - 1})"
+        )
 
 
 def check_baseline(model, baseline):

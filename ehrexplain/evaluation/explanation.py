@@ -13,14 +13,14 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..core.batch import feature_value
-from ..methods import METHODS, make_interpreter
+from ..core.validation import check_vocabulary
+from ..methods import make_interpreter, method_spec
 from .perturbation import predict
 
 #: Baselines a user can pick by name for the gradient methods.
@@ -39,7 +39,7 @@ class PatientExplanation:
         codes: the bare codes, aligned with ``labels``.
         scores: the attribution of each code.
         ground_truth: 1 where the code drives the planted label (``None`` if unknown).
-        delta: completeness error for IG/DeepLift (``None`` for attention methods).
+        delta: completeness error for methods that have one (IG, DeepLift; ``None`` otherwise).
         signed: whether the scores carry a sign.
     """
 
@@ -86,38 +86,31 @@ def named_baseline(batch: dict, model, name: str) -> dict[str, torch.Tensor] | N
     }
 
 
-def _split_options(cls, options: dict) -> tuple[dict, dict]:
-    """Options the constructor accepts, and the rest (for ``attribute``)."""
-    accepted = inspect.signature(cls.__init__).parameters
-    init = {k: v for k, v in options.items() if k in accepted}
-    return init, {k: v for k, v in options.items() if k not in accepted}
-
-
 def explain_patient(model, cohort, index: int, method: str, target_class_idx=None, baseline: str = "unk", **options):
     """Explain patient ``index`` of ``cohort`` with ``method`` (a name from ``METHODS``).
 
-    Options go to the interpreter's constructor when it takes them
-    (``head_fusion``, ``discard_ratio``) and to ``attribute`` otherwise (``steps``).
+    Options go where the method's registered schema says (constructor or
+    ``attribute``); ``baseline`` names one of ``BASELINES`` for methods that use one.
 
     Raises:
         TypeError: ``index`` is not an integer (``"3"``, ``3.0`` and ``True`` are refused).
         IndexError: ``index`` is not a patient of the cohort.
-        ValueError: unknown method or baseline name.
+        ValueError: unknown method or baseline name, or the cohort's vocabulary is not the model's.
         TypeError: the model cannot support the method (e.g. Chefer on a forward-only model).
     """
     check_patient_index(cohort, index)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    check_vocabulary(model, getattr(cohort, "dataset", None))
+    spec = method_spec(method)
     batch = cohort.batch([int(index)])
-    init, call = _split_options(METHODS[method], options)
-    interpreter = make_interpreter(method, model, **init)
-    if interpreter.signed_scores:
-        call.update(baseline=named_baseline(batch, model, baseline), return_convergence_delta=True)
+    interpreter = make_interpreter(method, model, **options)
+    call = {"baseline": named_baseline(batch, model, baseline)} if spec.uses_baseline else {}
+    if spec.has_delta:
+        call["return_convergence_delta"] = True
     result = interpreter.attribute(**batch, target_class_idx=target_class_idx, **call)
-    scores, delta = result if isinstance(result, tuple) else (result, None)
+    scores, delta = result if spec.has_delta else (result, None)
     target, probability = _target_and_probability(model, batch, target_class_idx)
     truth = cohort.ground_truth(batch) if hasattr(cohort, "ground_truth") else None
-    explanation = PatientExplanation(method, int(index), target, probability, signed=interpreter.signed_scores)
+    explanation = PatientExplanation(method, int(index), target, probability, signed=spec.signed)
     explanation.delta = None if delta is None else float(delta[0])
     _fill_codes(explanation, model, cohort, batch, scores, truth)
     return explanation

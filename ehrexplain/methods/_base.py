@@ -12,9 +12,13 @@ is wrapped once, here, so that each call
 1. holds the model's lock (one ``RLock`` per model object): calls on one model
    from several threads, through any mix of interpreters, run one at a time and
    give exactly the sequential results;
-2. checks the batch and options with :func:`ehrexplain.validation.validate_call`
-   before any forward pass (option names come from the method's own signature);
+2. checks the batch and options with :func:`ehrexplain.core.validation.validate_call`
+   before any forward pass (options against the method's registered schema);
 3. drops captured attention maps and gradients when it returns.
+
+A checked method called from inside another (rollout's ``attribute`` calls
+``rollout_matrices``, which calls ``attention_maps``) is neither validated nor
+released again: one call, one validation.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from typing import Optional, Union
 import torch
 from pyhealth.interpret.methods.base_interpreter import BaseInterpreter
 
-from ..core.validation import validate_call
+from ..core.capture import as_attention_interpretable
+from ..core.validation import check_target_range, validate_call
 
 TargetIndex = Optional[Union[int, torch.Tensor]]
 
@@ -63,11 +68,19 @@ def checked_call(method):
                 f"{method.__qualname__}() takes keyword arguments only, got {len(args)} positional; "
                 "pass the batch as **batch and options by name"
             )
+        spec = getattr(type(self), "spec", None)
+        schema = spec.schema("call") if spec is not None and method.__name__ == "attribute" else None
+        if schema is not None:
+            kwargs = {**self.call_defaults, **kwargs}
         with model_lock(self.model):
-            checked = validate_call(self.model, method, kwargs)
+            if self._in_checked_call:  # rollout's attribute -> rollout_matrices -> attention_maps: checked once, outside
+                return method(self, **kwargs)
+            checked = validate_call(self.model, method, kwargs, schema)
+            self._in_checked_call = True
             try:
                 return method(self, **checked)
             finally:
+                self._in_checked_call = False
                 release = getattr(getattr(self, "_view", None), "release_captured", None)
                 if callable(release):
                     release()
@@ -76,16 +89,42 @@ def checked_call(method):
     return wrapper
 
 
+def attention_support(needs_gradients: bool):
+    """A ``supports(model)`` for :func:`~ehrexplain.methods.register_method`: the reason attention cannot be captured.
+
+    Example:
+        >>> attention_support(False)(torch.nn.Linear(2, 2))[:44]
+        'needs attention maps, but Linear neither uses'
+    """
+
+    def supports(model) -> Optional[str]:
+        try:
+            as_attention_interpretable(model, needs_gradients, method="")
+        except TypeError as refusal:  # the capture layer's own refusal, which starts with "needs ..."
+            return str(refusal).strip()
+        return None
+
+    return supports
+
+
 class Interpreter(BaseInterpreter):
-    """Base class: keeps the model untouched until ``attribute`` is called.
+    """Base class of every ehrexplain interpreter; keeps the model untouched until ``attribute`` is called.
+
+    A new method subclasses it, implements ``attribute(target_class_idx=None, **data)``
+    and registers itself with :func:`~ehrexplain.methods.register_method`; the
+    batch and options are then checked before ``attribute`` runs.
 
     Example:
         >>> # interpreter = AttentionRollout(model); interpreter(**batch)  # same as .attribute
     """
 
     #: True when scores carry a sign (IG, DeepLift); False for non-negative
-    #: relevance (rollout, Chefer). Evaluation metrics rank by it.
+    #: relevance (rollout, Chefer). Set from the registration.
     signed_scores: bool = False
+    #: ``attribute`` options bound when the interpreter was built (``make_interpreter``); a call's own win.
+    call_defaults: dict = {}
+    #: True while a checked call runs (under the model's lock): nested checked calls are not validated again.
+    _in_checked_call: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -104,21 +143,23 @@ class Interpreter(BaseInterpreter):
         ``target_class_idx`` may be an int or a ``[batch]`` tensor; ``None`` means
         the predicted class. Binary models have one logit (the evidence for class
         1) and, as in PyHealth, explain it whichever of their two classes (0 or 1)
-        is asked for; any other index is an error.
+        is asked for; any other index is an error. A multilabel model has no one
+        predicted class (each label has its own logit and a patient may have
+        none or several), so it needs an explicit label index.
         """
         batch, n_classes = logits.shape[0], logits.shape[-1]
         if target_class_idx is None:
+            if getattr(self.model, "mode", None) == "multilabel":
+                raise ValueError(
+                    f"{type(self.model).__name__} is a multilabel model ({n_classes} labels, each its own logit), so "
+                    "there is no one predicted class to explain by default; pass target_class_idx: a label index "
+                    "(int) or one per sample ([batch] tensor)"
+                )
             return logits.argmax(dim=-1)  # a single logit gives 0 for every row
         target = torch.as_tensor(target_class_idx, device=logits.device).long().reshape(-1)
         if target.numel() == 1:
             target = target.expand(batch)
         if target.numel() != batch:
             raise ValueError(f"target_class_idx has {target.numel()} entries but the batch has {batch} samples")
-        valid = 2 if n_classes == 1 else n_classes
-        if (target < 0).any() or (target >= valid).any():
-            kind = "binary (one logit, classes 0 and 1)" if n_classes == 1 else f"{n_classes}-class"
-            raise ValueError(
-                f"target_class_idx {target_class_idx} is out of range for this {kind} model "
-                f"(valid indices 0..{valid - 1})"
-            )
+        check_target_range(target_class_idx, n_classes)
         return torch.zeros_like(target) if n_classes == 1 else target

@@ -25,17 +25,25 @@ UNK_TOKEN_ID = 1
 CONTINUOUS_BASELINE = 1e-2
 
 
-def check_embedding_support(model: nn.Module, method: str) -> None:
-    """Raise ``TypeError`` naming what ``model`` lacks for embedding-space attribution."""
+def embedding_support(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be explained in embedding space (``"needs ..."``), or ``None`` when it can."""
     missing = [name for name in ("forward_from_embedding", "get_embedding_model") if not callable(getattr(model, name, None))]
     if missing:
-        raise TypeError(
-            f"{method}(use_embeddings=True) needs {type(model).__name__} to implement {missing}; "
+        return (
+            f"needs {type(model).__name__} to implement {missing}; "
             "PyHealth 2.1's MLP, Transformer, StageNet and StageAttentionNet do (its RNN does not). "
             "For purely continuous inputs pass use_embeddings=False."
         )
     if model.get_embedding_model() is None:
-        raise TypeError(f"{type(model).__name__}.get_embedding_model() returned None; {method} needs the embedding module")
+        return f"needs the embedding module, but {type(model).__name__}.get_embedding_model() returned None"
+    return None
+
+
+def check_embedding_support(model: nn.Module, method: str) -> None:
+    """Raise ``TypeError`` naming what ``model`` lacks for embedding-space attribution."""
+    problem = embedding_support(model)
+    if problem:
+        raise TypeError(f"{method}(use_embeddings=True) {problem}")
 
 
 def default_baseline(batch: FeatureBatch, use_embeddings: bool) -> dict[str, torch.Tensor]:

@@ -26,7 +26,9 @@ import torch
 from ..core.batch import check_feature_keys, expand_to_inputs
 from ..core.capture import as_attention_interpretable, capturing_attention
 from ..core.model_state import evaluation_mode
-from ._base import Interpreter, TargetIndex
+from ..core.validation import Option
+from ._base import Interpreter, TargetIndex, attention_support
+from .registry import register_method
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -102,6 +104,14 @@ def rollout_matrix(
     return rollout
 
 
+@register_method(
+    "rollout", label="Attention Rollout", signed=False, class_specific=False, uses_baseline=False, has_delta=False,
+    needs_gradients=False, needs_attention=True, supports=attention_support(needs_gradients=False),
+    options=(
+        Option("head_fusion", str, "mean", "init", choices=HEAD_FUSIONS),
+        Option("discard_ratio", float, 0.0, "init", bounds=(0, 1), interval="[)"),
+    ),
+)
 class AttentionRollout(Interpreter):
     """Class-agnostic Attention Rollout, API-compatible with PyHealth's.
 
@@ -122,10 +132,6 @@ class AttentionRollout(Interpreter):
     """
 
     def __init__(self, model, head_fusion: str = "mean", discard_ratio: float = 0.0):
-        if head_fusion not in HEAD_FUSIONS:
-            raise ValueError(f"unknown head_fusion {head_fusion!r}; choose one of {HEAD_FUSIONS}")
-        if not 0.0 <= discard_ratio < 1.0:
-            raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
         self._view = as_attention_interpretable(model, method="AttentionRollout")
         super().__init__(model)
         self.head_fusion = head_fusion

@@ -26,7 +26,8 @@ import torch
 from ..core.batch import check_feature_keys, expand_to_inputs
 from ..core.capture import as_attention_interpretable, capturing_attention
 from ..core.model_state import evaluation_mode, gradients_enabled
-from ._base import Interpreter, TargetIndex
+from ._base import Interpreter, TargetIndex, attention_support
+from .registry import register_method
 
 
 def gradient_weighted_attention(attn: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -66,6 +67,10 @@ def relevance_matrix(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tor
     return R
 
 
+@register_method(
+    "chefer", label="Chefer relevance", signed=False, class_specific=True, uses_baseline=False, has_delta=False,
+    needs_gradients=True, needs_attention=True, supports=attention_support(needs_gradients=True),
+)
 class CheferRelevance(Interpreter):
     """Class-specific, gradient-weighted attention relevance, API-compatible with PyHealth's.
 

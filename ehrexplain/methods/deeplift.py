@@ -39,9 +39,13 @@ import torch
 from torch import nn
 
 from ..core.model_state import evaluation_mode, gradients_enabled
+from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
 from ._deeplift_rules import ExactMultipliers, InexactDeepLiftWarning, opaque_modules
-from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit
+from ._embedding_space import (
+    AttributionSpace, check_embedding_support, convergence_delta, embedding_support, sample_totals, target_logit,
+)  # fmt: skip
+from .registry import register_method
 
 #: ``"exact"``: exact rules for every op (see ``_deeplift_rules``); ``"gradient"``: Rescale on
 #: activation modules, plain gradient elsewhere (the textbook shortcut, kept for comparison).
@@ -137,6 +141,16 @@ def frozen_parameters(model: nn.Module):
             param.requires_grad_(flag)
 
 
+@register_method(
+    "deeplift", label="DeepLIFT", signed=True, class_specific=True, uses_baseline=True, has_delta=True,
+    needs_gradients=True, needs_attention=False, supports=embedding_support,
+    options=(
+        Option("use_embeddings", bool, True, "init"),
+        Option("multiplier_rule", str, "exact", "init", choices=MULTIPLIER_RULES),
+        Option("return_convergence_delta", bool, False),
+        Option("enforce_completeness", bool, False),
+    ),
+)
 class DeepLift(Interpreter):
     """DeepLIFT (Rescale + Shapley product rules) for PyHealth models, with an honest completeness delta.
 
@@ -153,11 +167,7 @@ class DeepLift(Interpreter):
         >>> # delta  # Σ scores - (f(x) - f(b)): float rounding only, unless a warning names an op
     """
 
-    signed_scores = True
-
     def __init__(self, model, use_embeddings: bool = True, multiplier_rule: str = "exact"):
-        if multiplier_rule not in MULTIPLIER_RULES:
-            raise ValueError(f"multiplier_rule must be one of {MULTIPLIER_RULES}, got {multiplier_rule!r}")
         if use_embeddings:
             check_embedding_support(model, "DeepLift")
         super().__init__(model)

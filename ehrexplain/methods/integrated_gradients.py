@@ -49,9 +49,13 @@ import warnings
 import torch
 
 from ..core.model_state import evaluation_mode, gradients_enabled
+from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
-from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit
-from ._quadrature import alpha_grid, clenshaw_curtis, nested_steps
+from ._embedding_space import (
+    AttributionSpace, check_embedding_support, convergence_delta, embedding_support, sample_totals, target_logit,
+)  # fmt: skip
+from ._quadrature import ALPHA_RULES, alpha_grid, clenshaw_curtis, nested_steps
+from .registry import register_method
 
 #: Most path points per patient with ``tolerance`` unless ``max_steps`` says otherwise.
 DEFAULT_MAX_STEPS = 257
@@ -100,6 +104,18 @@ def _checked_levels(tolerance, max_steps, steps, alpha_rule) -> list[int] | None
     return nested_steps(int(max_steps))
 
 
+@register_method(
+    "integrated_gradients", label="Integrated Gradients", signed=True, class_specific=True, uses_baseline=True,
+    has_delta=True, needs_gradients=True, needs_attention=False, supports=embedding_support,
+    options=(
+        Option("use_embeddings", bool, True, "init"),
+        Option("steps", int, 50, "both", bounds=(1, math.inf), optional=True),
+        Option("alpha_rule", str, "pyhealth", "both", choices=ALPHA_RULES, optional=True),
+        Option("return_convergence_delta", bool, False),
+        Option("internal_batch_size", int, DEFAULT_CHUNK_ROWS, bounds=(1, math.inf), optional=True),
+        Option("return_steps", bool, False),
+    ),
+)
 class IntegratedGradients(Interpreter):
     """Integrated Gradients for PyHealth models, batched along the path.
 
@@ -122,8 +138,6 @@ class IntegratedGradients(Interpreter):
         >>> # delta.abs().max()  # quadrature error per sample, in logits
         >>> # scores, steps = ig.attribute(**batch, tolerance=1e-3, return_steps=True)
     """
-
-    signed_scores = True
 
     def __init__(self, model, use_embeddings: bool = True, steps: int = 50, alpha_rule: str = "pyhealth"):
         if use_embeddings:
@@ -174,8 +188,6 @@ class IntegratedGradients(Interpreter):
         levels = _checked_levels(tolerance, max_steps, steps, alpha_rule)
         if levels is None:
             alphas, weights = alpha_grid(self.steps if steps is None else steps, alpha_rule or self.alpha_rule)
-        if internal_batch_size is not None and (not isinstance(internal_batch_size, int) or internal_batch_size < 1):
-            raise ValueError(f"internal_batch_size must be a positive integer or None, got {internal_batch_size!r}")
         with evaluation_mode(self.model), gradients_enabled():
             space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
             resolve = functools.partial(self._resolve_target_indices, target_class_idx=target_class_idx)

@@ -9,16 +9,26 @@ Example:
 from __future__ import annotations
 
 import html
-import re
+from collections.abc import Mapping
 
-from ..methods import make_interpreter
+from ..methods import SPECS, method_spec
 
-METHOD_LABELS = {
-    "rollout": "Attention Rollout",
-    "chefer": "Chefer relevance",
-    "integrated_gradients": "Integrated Gradients",
-    "deeplift": "DeepLIFT",
-}
+
+class _RegisteredLabels(Mapping):
+    """``{method name: label}`` read live from the registry, in registration order."""
+
+    def __getitem__(self, name: str) -> str:
+        return SPECS[name].label
+
+    def __iter__(self):
+        return iter(list(SPECS))
+
+    def __len__(self) -> int:
+        return len(SPECS)
+
+
+#: ``{method name: label}`` of every registered method (a live view of the registry).
+METHOD_LABELS = _RegisteredLabels()
 
 
 def n_classes(model) -> int:
@@ -48,13 +58,11 @@ def method_support(model, methods) -> tuple[list[str], dict[str, str]]:
     """
     supported, reasons = [], {}
     for method in methods:
-        try:
-            make_interpreter(method, model)
-        except TypeError as error:
-            first_sentence = re.split(r"\.\s|;\s", str(error))[0]
-            reasons[method] = re.sub(r"^\S+ (?=needs)", "", first_sentence)
-        else:
+        reason = method_spec(method).supports(model)
+        if reason is None:
             supported.append(method)
+        else:
+            reasons[method] = reason
     if not supported:
         raise TypeError(f"{type(model).__name__} supports none of {list(methods)}: {reasons}")
     return supported, reasons

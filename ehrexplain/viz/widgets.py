@@ -19,7 +19,8 @@ import io
 
 import ipywidgets as widgets
 
-from ..evaluation.explanation import BASELINES, explain_patient
+from ..evaluation.explanation import BASELINES, check_patient_index, explain_patient
+from ..methods import method_spec
 from .html import attribution_table_html, token_heatmap_html
 from .method_choices import METHOD_LABELS, label_name, method_support, n_classes, unsupported_html
 from .plots import plot_code_attributions, plot_method_comparison, plot_rollout_matrix
@@ -66,6 +67,7 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
     """
 
     def __init__(self, model, cohort, methods=tuple(METHOD_LABELS), index: int = 0):
+        check_patient_index(cohort, index)  # IntText would silently turn 2.7 into 2 and True into 1
         self.explain, self.model = _CachedExplainer(model, cohort), model
         supported, reasons = method_support(model, methods)
         self.patient = widgets.IntText(value=index, description="patient")
@@ -90,27 +92,25 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
         super().__init__([*rows, self.message, self.image, self.heatmap])
         self.refresh()
 
+    def _option_controls(self) -> dict:
+        """Per option name of a method's schema, the control that sets it."""
+        return {"steps": self.steps, "head_fusion": self.head_fusion, "discard_ratio": self.discard_ratio}
+
     def options(self) -> dict:
-        """Keyword options for the chosen method."""
-        method = self.method.value
-        if method == "rollout":
-            return {"head_fusion": self.head_fusion.value, "discard_ratio": self.discard_ratio.value}
-        options = {"target_class_idx": self.target.value}
-        if method in ("integrated_gradients", "deeplift"):
+        """Keyword options for the chosen method, as its registration declares them."""
+        spec = method_spec(self.method.value)
+        options = {name: control.value for name, control in self._option_controls().items() if name in spec.options}
+        if spec.class_specific:
+            options["target_class_idx"] = self.target.value
+        if spec.uses_baseline:
             options["baseline"] = self.baseline.value
-        if method == "integrated_gradients":
-            options["steps"] = self.steps.value
         return options
 
     def _show_relevant_controls(self) -> None:
-        method = self.method.value
-        visible = {
-            self.steps: method == "integrated_gradients",
-            self.baseline: method in ("integrated_gradients", "deeplift"),
-            self.head_fusion: method == "rollout",
-            self.discard_ratio: method == "rollout",
-            self.target: method != "rollout" and len(self.target.options) > 1,
-        }
+        spec = method_spec(self.method.value)
+        visible = {control: name in spec.options for name, control in self._option_controls().items()}
+        visible[self.baseline] = spec.uses_baseline
+        visible[self.target] = spec.class_specific and len(self.target.options) > 1
         for control, show in visible.items():
             control.layout.display = None if show else "none"
 
@@ -119,8 +119,8 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
         if explanation.relative_delta is None or explanation.relative_delta <= 0.1:
             return ""
         hints = []
-        if explanation.method == "integrated_gradients":
-            hints.append("more IG steps shrink it")
+        if "steps" in method_spec(explanation.method).options:
+            hints.append("more steps shrink it")
         if explanation.method == "deeplift":
             hints.append("DeepLIFT is exact only through linear layers and elementwise activations")
         if self.baseline.value == "padding":

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .batch import _schema, check_feature_keys, feature_value
+from .model_checks import check_model_and_batch
 
 #: Batch keys that describe a record rather than feed the model; always allowed.
 METADATA_KEYS = frozenset({"patient_id", "visit_id", "record_id", "embed"})
@@ -36,10 +37,11 @@ POSITIVE_INT_OPTIONS = ("steps", "internal_batch_size", "n_steps")
 def validate_call(model: nn.Module, method, kwargs: dict) -> dict:
     """Check a call of ``method(**kwargs)`` on ``model``; return the keywords to pass on.
 
-    Numpy integers become ``int`` and tensors made under ``torch.inference_mode``
-    are copied so autograd can use them; nothing else is converted.
+    Numpy integers become ``int``, tensors made under ``torch.inference_mode``
+    are copied so autograd can use them, and float inputs and float-target labels
+    are cast to the model's dtype (:mod:`.model_checks`); nothing else is converted.
     """
-    check_model(model)
+    kwargs = check_model_and_batch(model, kwargs)
     params = {
         name: p for name, p in inspect.signature(method).parameters.items()
         if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
@@ -51,20 +53,6 @@ def validate_call(model: nn.Module, method, kwargs: dict) -> dict:
     for name, value in options.items():
         options[name] = check_option(model, name, value, params[name].default, batch_size)
     return {**data, **options}
-
-
-def check_model(model: nn.Module) -> None:
-    """Refuse a model without weights (meta device) or in a dtype ehrexplain cannot explain."""
-    param = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
-    if param is None:
-        return
-    if param.device.type == "meta":
-        raise ValueError(
-            f"{type(model).__name__} has its parameters on the meta device (no values); "
-            "load real weights first, e.g. model.to_empty(device='cpu') then load_state_dict(...)"
-        )
-    if param.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{type(model).__name__} has {param.dtype} parameters; expected float32 or float64, use model.float()")
 
 
 def check_unknown_keywords(model, data: dict, params: dict, owner: str) -> None:

@@ -180,8 +180,10 @@ def _failing_write_bytes(at: int):
     return write_bytes
 
 
+#: A run whose k-th file write (manifest or part) fails; a run makes 2 * N_PARTS + 1 writes, so the largest k finishes.
+RUNS = st.tuples(st.just("fail"), st.integers(1, 2 * N_PARTS + 2))
 EVENTS = st.one_of(
-    st.tuples(st.just("fail"), st.integers(1, 2 * N_PARTS + 1)),  # the k-th file write (parts and manifest) fails
+    RUNS,
     st.tuples(st.just("truncate"), st.integers(0, N_PARTS - 1), st.integers(0, 400)),
     st.tuples(st.just("stale"), st.integers(0, N_PARTS - 1), st.binary(max_size=40)),
     st.tuples(st.just("delete"), st.integers(0, N_PARTS - 1)),
@@ -189,11 +191,11 @@ EVENTS = st.one_of(
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=st.lists(EVENTS, min_size=1, max_size=4))
-def test_interrupted_and_damaged_runs_resume_to_the_uninterrupted_result(tiny, reference, tmp_path_factory, events):
+@given(first=RUNS, events=st.lists(EVENTS, max_size=4))
+def test_interrupted_and_damaged_runs_resume_to_the_uninterrupted_result(tiny, reference, tmp_path_factory, first, events):
     out = tmp_path_factory.mktemp("prop") / "attr"
     expected = reference[4]
-    for event in events:
+    for event in [first, *events]:
         kind, index = event[0], event[1]
         part = out / f"part-{index:06d}.parquet"
         if kind == "fail":

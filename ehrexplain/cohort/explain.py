@@ -2,14 +2,17 @@
 
 :func:`explain_cohort` cuts a PyHealth dataset (or walks a dataloader) into
 parts of ``batch_size`` samples, explains each part and writes it atomically
-to ``out/part-NNNNNN.parquet`` (a temporary file, then ``os.replace``). A
-``manifest.json`` records the method, its options, the batch size, the number
-of samples and a fingerprint of the model's weights: a rerun with the same
-settings skips the parts already written; a rerun with different ones refuses
-instead of mixing results.
+to ``out/part-NNNNNN.parquet``. ``out/_manifest.parquet`` records the method,
+its options, the batch size, the number of samples, a fingerprint of the
+model's weights and each finished part's row count and checksum
+(:mod:`.folder`): a rerun with the same settings verifies the parts and
+computes only the missing or damaged ones; a rerun with different ones refuses
+instead of mixing results. One run writes a folder at a time. The folder is a
+plain Parquet dataset: ``pandas.read_parquet(out)`` and polars, pyarrow or Dask
+read it as it is.
 
 Example:
-    >>> # from ehrexplain.demo import demo
+    >>> # from ehrexplain.data import demo
     >>> # d = demo()
     >>> # out = explain_cohort(d.model, d.cohort.dataset, "integrated_gradients", out="attr", steps=32)
     >>> # read_attributions(out).groupby("code").score.mean()
@@ -19,19 +22,17 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import os
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from .table import explain_batch
+from .folder import RunFolder, read_folder
+from .table import attribution_schema, explain_batch
 
-MANIFEST = "manifest.json"
 DEFAULT_BATCH_SIZE = 64
 
 
@@ -44,7 +45,8 @@ def explain_cohort(model, data, method, out, batch_size: int | None = None, clie
             samples) or a non-shuffling ``DataLoader`` over one.
         method: ``"rollout"``, ``"chefer"``, ``"integrated_gradients"``,
             ``"deeplift"`` or an interpreter instance built on ``model``.
-        out: directory for ``part-NNNNNN.parquet`` files and ``manifest.json``.
+        out: directory for ``part-NNNNNN.parquet`` files and ``_manifest.parquet``;
+            a Parquet dataset any Parquet reader opens.
         batch_size: samples per part (default 64; a dataloader brings its own).
         client: a ``dask.distributed.Client``: parts run on its workers with
             results identical to in-process. ``None`` runs here. Locally use
@@ -60,7 +62,9 @@ def explain_cohort(model, data, method, out, batch_size: int | None = None, clie
 
     Raises:
         TypeError / ValueError naming the bad argument; ValueError when ``out``
-            holds parts written with other settings.
+            holds parts written with other settings (also while another run
+            writes them; with the same settings this run waits for it, then
+            finishes what it left).
 
     Example:
         >>> # out = explain_cohort(model, cohort.dataset, "deeplift", out="attr", batch_size=128)
@@ -69,42 +73,40 @@ def explain_cohort(model, data, method, out, batch_size: int | None = None, clie
     out = _checked_out(out)
     interpreter, attribute_options = _interpreter(model, method, options)
     parts = CohortParts(data, batch_size)
-    _claim(out, _manifest(interpreter, method, options, parts))
-    done = {int(path.stem.split("-")[1]) for path in out.glob("part-*.parquet")}
-    bar = tqdm(total=parts.n_samples, unit="sample", disable=not progress, desc="explain_cohort")
-    bar.update(sum(parts.size(i) for i in done))
+    schema = attribution_schema(with_delta=bool(attribute_options.get("return_convergence_delta")))
+    with RunFolder(out).claim(_settings(interpreter, method, options, parts), schema) as folder:
+        done = folder.done()
+        bar = tqdm(total=parts.n_samples, unit="sample", disable=not progress, desc="explain_cohort")
+        bar.update(sum(parts.size(i) for i in done))
 
-    def write(index: int, table) -> None:
-        final = out / f"part-{index:06d}.parquet"
-        temp = final.with_suffix(f".tmp-{os.getpid()}")
-        pq.write_table(table, temp)
-        os.replace(temp, final)
-        bar.update(parts.size(index))
+        def write(index: int, table) -> None:
+            folder.write_part(index, table)
+            bar.update(parts.size(index))
 
-    try:
-        if client is None:
-            for index, first, batch in parts.batches(skip=done):
-                write(index, explain_batch(interpreter, batch, first, attribute_options))
-        else:
-            from .cluster import run_on_client
+        try:
+            if client is None:
+                for index, first, batch in parts.batches(skip=done):
+                    write(index, explain_batch(interpreter, batch, first, attribute_options))
+            else:
+                from .cluster import run_on_client
 
-            run_on_client(client, interpreter, parts.batches(skip=done), attribute_options, write)
-    finally:
-        bar.close()
+                run_on_client(client, interpreter, parts.batches(skip=done), attribute_options, write)
+        finally:
+            bar.close()
     return out
 
 
 def read_attributions(out) -> pd.DataFrame:
-    """All parts written by :func:`explain_cohort` to ``out``, in sample order.
+    """All parts written by :func:`explain_cohort` to ``out``, in sample order, each verified.
+
+    Raises ``ValueError`` naming any part that is missing, damaged or unreadable
+    (rerun ``explain_cohort`` with the same settings to recompute it) and warns
+    when the run is unfinished.
 
     Example:
         >>> # read_attributions("attr").query("feature == 'conditions'").head()
     """
-    out = _checked_out(out)
-    paths = sorted(out.glob("part-*.parquet"))
-    if not paths:
-        raise FileNotFoundError(f"no part-*.parquet files in {out}; run explain_cohort(..., out={str(out)!r}) first")
-    return pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+    return read_folder(_checked_out(out))
 
 
 class CohortParts:
@@ -178,7 +180,8 @@ def _interpreter(model, method, options: dict):
     return interpreter, options
 
 
-def _manifest(interpreter, method, options: dict, parts: CohortParts) -> dict:
+def _settings(interpreter, method, options: dict, parts: CohortParts) -> dict:
+    """What must be equal for two runs to share a folder."""
     weights = hashlib.sha256()
     for name, tensor in interpreter.model.state_dict().items():
         weights.update(name.encode())
@@ -190,23 +193,3 @@ def _manifest(interpreter, method, options: dict, parts: CohortParts) -> dict:
         "n_samples": parts.n_samples,
         "model_sha256": weights.hexdigest(),
     }
-
-
-def _claim(out: Path, manifest: dict) -> None:
-    """Write ``manifest`` to ``out``, or check that it matches the one already there."""
-    path = out / MANIFEST
-    if path.exists():
-        found = json.loads(path.read_text())
-        differs = sorted(key for key in manifest.keys() | found.keys() if manifest.get(key) != found.get(key))
-        if differs:
-            details = "; ".join(f"{key}: {found.get(key)!r} there, {manifest.get(key)!r} now" for key in differs)
-            raise ValueError(
-                f"{out} holds parts written with other settings ({details}); use a new out directory or delete it"
-            )
-        return
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"out={str(out)!r} exists, is not empty and has no {MANIFEST}; choose an empty or new directory")
-    out.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".tmp")
-    temp.write_text(json.dumps(manifest, indent=1))
-    os.replace(temp, path)

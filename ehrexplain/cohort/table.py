@@ -30,11 +30,23 @@ def explain_batch(interpreter, batch: dict, first_index: int, options: dict) -> 
     return attribution_table(interpreter.model, batch, scores, delta, first_index)
 
 
+def attribution_schema(with_delta: bool) -> pa.Schema:
+    """The columns of every part: the same for every batch of a run, ``delta`` only with ``with_delta``.
+
+    Example:
+        >>> attribution_schema(with_delta=False).names[-2:]
+        ['code', 'score']
+    """
+    fields = [("sample", pa.int64()), ("patient_id", pa.string()), ("visit_id", pa.string()), ("feature", pa.string()),
+              ("position", pa.int32()), ("inner_position", pa.int32()), ("code", pa.string()), ("score", pa.float64())]
+    return pa.schema(fields + [("delta", pa.float64())] if with_delta else fields)
+
+
 def attribution_table(model: nn.Module, batch: dict, scores: dict, delta, first_index: int) -> pa.Table:
     """Long-format rows for every non-padding input value of ``batch``.
 
-    Columns: ``sample`` (``first_index`` + row in the batch), ``patient_id``,
-    ``visit_id`` (when the batch has one), ``feature``, ``position`` (index along
+    Columns (:func:`attribution_schema`): ``sample`` (``first_index`` + row in the batch), ``patient_id``,
+    ``visit_id`` (null when the batch has none), ``feature``, ``position`` (index along
     the sequence / visit / time axis), ``inner_position`` (code within a visit or
     value within a time step; -1 for two-dimensional features), ``code`` (the
     token's vocabulary string; empty for continuous values), ``score`` and, when
@@ -46,7 +58,9 @@ def attribution_table(model: nn.Module, batch: dict, scores: dict, delta, first_
     columns = {"sample": pa.array(sample + first_index, pa.int64())}
     columns["patient_id"] = pa.array(np.asarray([str(p) for p in batch["patient_id"]], dtype=object)[sample], pa.string())
     record = batch.get("visit_id", batch.get("record_id"))
-    if record is not None:
+    if record is None:
+        columns["visit_id"] = pa.nulls(len(sample), pa.string())
+    else:
         columns["visit_id"] = pa.array(np.asarray([str(r) for r in record], dtype=object)[sample], pa.string())
     columns["feature"] = pa.array(rows["feature"], pa.string())
     columns["position"] = pa.array(rows["position"], pa.int32())
@@ -55,7 +69,7 @@ def attribution_table(model: nn.Module, batch: dict, scores: dict, delta, first_
     columns["score"] = pa.array(rows["score"], pa.float64())
     if delta is not None:
         columns["delta"] = pa.array(delta.detach().cpu().double().numpy()[sample], pa.float64())
-    return pa.table(columns)
+    return pa.table(columns, schema=attribution_schema(delta is not None))
 
 
 def _feature_rows(model: nn.Module, key: str, feature, score: torch.Tensor) -> dict[str, np.ndarray]:

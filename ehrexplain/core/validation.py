@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .batch import _schema, check_feature_keys, feature_value
+from .model_checks import check_model_and_batch
 
 #: Batch keys that describe a record rather than feed the model; always allowed.
 METADATA_KEYS = frozenset({"patient_id", "visit_id", "record_id", "embed"})
@@ -99,10 +100,11 @@ def validate_call(model: nn.Module, method, kwargs: dict, schema: dict | None = 
 
     ``schema`` maps option names to their :class:`Option`; an option it lacks is
     checked by its name (``target_class_idx``, ``baseline``, ``return_*``).
-    Numpy scalars become Python numbers and tensors made under
-    ``torch.inference_mode`` are copied so autograd can use them; nothing else is converted.
+    Numpy scalars become Python numbers, tensors made under ``torch.inference_mode``
+    are copied so autograd can use them, and float inputs and float-target labels
+    are cast to the model's dtype (:mod:`.model_checks`); nothing else is converted.
     """
-    check_model(model)
+    kwargs = check_model_and_batch(model, kwargs)
     params = {
         name: p for name, p in inspect.signature(method).parameters.items()
         if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
@@ -116,20 +118,6 @@ def validate_call(model: nn.Module, method, kwargs: dict, schema: dict | None = 
         option = (schema or {}).get(name)
         options[name] = option.check(value, owner) if option else check_option(model, name, value, batch_size)
     return {**data, **options}
-
-
-def check_model(model: nn.Module) -> None:
-    """Refuse a model without weights (meta device) or in a dtype ehrexplain cannot explain."""
-    param = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
-    if param is None:
-        return
-    if param.device.type == "meta":
-        raise ValueError(
-            f"{type(model).__name__} has its parameters on the meta device (no values); "
-            "load real weights first, e.g. model.to_empty(device='cpu') then load_state_dict(...)"
-        )
-    if param.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{type(model).__name__} has {param.dtype} parameters; expected float32 or float64, use model.float()")
 
 
 def check_unknown_keywords(model, data: dict, params: dict, owner: str) -> None:

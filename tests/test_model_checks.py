@@ -1,0 +1,95 @@
+"""Model and batch checked together: dtypes and devices of every parameter, the model's dtype for inputs and labels,
+inference mode."""
+
+import copy
+
+import pytest
+import torch
+
+from ehrexplain import AttentionRollout, CheferRelevance, DeepLift, IntegratedGradients
+
+#: method name -> (interpreter class, which lab model it explains, constructor options)
+METHODS = {
+    "rollout": (AttentionRollout, "lab_transformer", {}),
+    "chefer": (CheferRelevance, "lab_transformer", {}),
+    "ig": (IntegratedGradients, "lab_mlp", {"steps": 8}),
+    "deeplift": (DeepLift, "lab_mlp", {}),
+}
+
+
+def explain(method: str, model, batch: dict) -> dict:
+    interpreter, _, options = METHODS[method]
+    return interpreter(model, **options).attribute(**batch)
+
+
+@pytest.fixture(params=sorted(METHODS))
+def method_and_model(request):
+    return request.param, request.getfixturevalue(METHODS[request.param][1])
+
+
+def assert_same(a: dict, b: dict, **tolerance) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key].double(), b[key].double(), **({"rtol": 0, "atol": 0} | tolerance))
+
+
+def test_a_float64_model_explains_float32_inputs(method_and_model, lab_batch, request):
+    method, model = method_and_model
+    if method in ("ig", "deeplift"):  # strict: reports XPASS, so the marker goes, once the method side is fixed
+        request.applymarker(pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
+            "methods/_embedding_space.py casts the path points to float32 (value.float()) whatever the model's dtype")))
+    wide = copy.deepcopy(model).double()
+    scores = explain(method, wide, lab_batch)  # float32 labs widened exactly to the model's float64
+    assert_same(scores, explain(method, wide, {**lab_batch, "labs": lab_batch["labs"].double()}))
+    assert_same(scores, explain(method, model, lab_batch), rtol=1e-3, atol=1e-4)  # float64 of the same weights
+    assert lab_batch["labs"].dtype == torch.float32  # the caller's tensor is left as found
+
+
+def test_float64_labs_into_a_float32_model(method_and_model, lab_batch):
+    method, model = method_and_model
+    labs = lab_batch["labs"].double()
+    assert_same(explain(method, model, {**lab_batch, "labs": labs}), explain(method, model, lab_batch))
+    assert labs.dtype == torch.float64
+
+
+def test_an_int64_binary_label_is_cast_for_the_models_loss(method_and_model, lab_batch):
+    method, model = method_and_model
+    label = lab_batch["label"].long()
+    assert_same(explain(method, model, {**lab_batch, "label": label}), explain(method, model, lab_batch))
+    assert label.dtype == torch.int64
+
+
+@pytest.mark.parametrize("method", ["rollout", "ig"])
+def test_one_bfloat16_layer_is_named(method, request, lab_batch):
+    model = copy.deepcopy(request.getfixturevalue(METHODS[method][1]))
+    model.fc.to(torch.bfloat16)
+    with pytest.raises(TypeError, match=r"mixes floating dtypes \(torch.float32: parameter '[^']+'; "
+                                        r"torch.bfloat16: parameter 'fc.weight'\); make them one with model.float"):
+        explain(method, model, lab_batch)
+
+
+@pytest.mark.parametrize("method", ["chefer", "deeplift"])
+def test_one_layer_on_meta_is_named(method, request, lab_batch):
+    model = copy.deepcopy(request.getfixturevalue(METHODS[method][1]))
+    model.fc.to("meta")
+    with pytest.raises(ValueError, match=r"has 2 of \d+ tensors on the meta device \(no values\), e.g. parameter 'fc.weight'"):
+        explain(method, model, lab_batch)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device (CUDA)")
+def test_a_model_on_two_devices_is_named(lab_mlp, lab_batch):
+    model = copy.deepcopy(lab_mlp)
+    model.fc.to("cuda")
+    with pytest.raises(ValueError, match=r"tensors on several devices \(cpu: parameter '[^']+'; cuda:0: parameter 'fc.weight'\)"):
+        explain("ig", model, lab_batch)
+
+
+def test_inside_inference_mode_and_with_an_inference_batch(method_and_model, lab_batch):
+    method, model = method_and_model
+    expected = explain(method, model, lab_batch)
+    with torch.inference_mode():
+        inside = explain(method, model, lab_batch)
+        made_there = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in lab_batch.items()}
+    assert made_there["labs"].is_inference()
+    assert_same(inside, expected)
+    assert_same(explain(method, model, made_there), expected)

@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..core.exceptions import InexactDeepLiftWarning  # noqa: F401  (its old home; still importable here)
+
 #: Below this |z_x - z_b| the Rescale secant is replaced by the slope at the midpoint.
 SECANT_TOLERANCE = 1e-10
 #: Relative step of the float64 central difference giving the slope where the secant is undefined.
@@ -43,10 +45,6 @@ SLOPE_STEP = 1e-6
 #: Softmax rows whose input and baseline maxima differ by more than this lose float32 precision:
 #: the shared shift leaves one row's sum near ``exp(-gap)`` and its multipliers cancel.
 SOFTMAX_CONDITION = 10.0
-
-
-class InexactDeepLiftWarning(UserWarning):
-    """DeepLift met an op it cannot attribute exactly; the convergence delta may be nonzero."""
 
 
 def pair_dim(t: torch.Tensor, batch: int) -> int | None:

@@ -40,7 +40,8 @@ from torch import nn
 
 from ..core.model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
-from ._deeplift_rules import ExactMultipliers, InexactDeepLiftWarning, opaque_modules
+from ..core.exceptions import InexactDeepLiftWarning
+from ._deeplift_rules import ExactMultipliers, opaque_modules
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit
 
 #: ``"exact"``: exact rules for every op (see ``_deeplift_rules``); ``"gradient"``: Rescale on

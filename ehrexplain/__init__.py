@@ -30,6 +30,8 @@ _LAZY = {
     "make_interpreter": "ehrexplain.methods",
     "as_attention_interpretable": "ehrexplain.core.capture",
     "PyHealthAttentionAdapter": "ehrexplain.core.capture",
+    "ConvergenceWarning": "ehrexplain.core.exceptions",
+    "InexactDeepLiftWarning": "ehrexplain.core.exceptions",
     "explain_cohort": "ehrexplain.cohort",
     "read_attributions": "ehrexplain.cohort",
 }

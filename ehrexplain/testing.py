@@ -13,9 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -220,25 +218,17 @@ class ForwardOnlyModel(nn.Module, AttentionInterpretable):
         return self._view.get_relevance_tensor(R, **data)
 
 
-@contextmanager
-def tolerance_passes() -> Iterator[list[int]]:
+def tolerance_passes():
     """Rows (path points) of each model pass ``IntegratedGradients(tolerance=...)`` makes inside the block.
 
+    Reads the counter the tolerance engine keeps itself (``methods._ig_tolerance.PASSES``).
+
     Example:
-        >>> # with tolerance_passes() as passes:
-        >>> #     IntegratedGradients(model).attribute(**batch, tolerance=1e-3)
-        >>> # passes  # e.g. [544, 288]: two passes
+        >>> with tolerance_passes() as passes:
+        ...     pass  # IntegratedGradients(model).attribute(**batch, tolerance=1e-3)
+        >>> passes  # e.g. [544, 288] after two passes; none here
+        []
     """
-    from .methods import integrated_gradients
+    from .methods._ig_tolerance import PASSES
 
-    passes, original = [], integrated_gradients._point_products
-
-    def counted(space, point_alpha, point_sample, *args, **kwargs):
-        passes.append(len(point_sample))
-        return original(space, point_alpha, point_sample, *args, **kwargs)
-
-    integrated_gradients._point_products = counted
-    try:
-        yield passes
-    finally:
-        integrated_gradients._point_products = original
+    return PASSES.listen()

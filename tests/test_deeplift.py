@@ -8,7 +8,6 @@ from conftest import assert_restored, single_sample, total
 from torch import nn
 
 from ehrexplain.methods import DeepLift, IntegratedGradients
-from ehrexplain.methods.deeplift import RescaleActivation, rescale_activations
 from ehrexplain.testing import FunctionModel, ReluDifference
 
 
@@ -28,18 +27,20 @@ def test_closed_form_relu_toy():
     [nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.GELU(), nn.ELU(), nn.Softplus(), nn.LeakyReLU(0.1), nn.SiLU()],
     ids=lambda a: type(a).__name__,
 )
-def test_exact_on_linear_plus_elementwise_networks(activation):
+@pytest.mark.parametrize("rule", ["exact", "gradient"])
+def test_exact_on_linear_plus_elementwise_networks(activation, rule):
+    """Both rules are exact here: the "gradient" rule gives the Rescale rule to every activation module."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 16), activation, nn.Linear(16, 8), activation, nn.Linear(8, 1))
     x, b = torch.randn(6, 5) * 2, torch.randn(6, 5)
-    scores, delta = DeepLift(FunctionModel(net), use_embeddings=False).attribute(
+    scores, delta = DeepLift(FunctionModel(net), use_embeddings=False, multiplier_rule=rule).attribute(
         x=x, baseline={"x": b}, return_convergence_delta=True
     )
     with torch.no_grad():
         gap = (net(x) - net(b)).squeeze(1)
     assert delta.abs().max() < 1e-5
     torch.testing.assert_close(total(scores), gap, atol=1e-5, rtol=1e-5)
-    assert type(net[1]) is type(activation)  # swap undone
+    assert not net[1]._forward_hooks and not net[1]._forward_pre_hooks  # the rule's hooks removed
 
 
 def test_agrees_with_integrated_gradients_on_linear_model():
@@ -87,23 +88,37 @@ def test_forced_completeness_is_silent_when_it_only_nudges():
             x=torch.tensor([[3.0, 1.0]]), baseline={"x": torch.zeros(1, 2)}, enforce_completeness=True)
 
 
-def test_swaps_gelu_in_pyhealth_transformer(transformer):
-    with rescale_activations(transformer) as names:
-        assert "GELU" in names
-        assert any(isinstance(m, RescaleActivation) for m in transformer.modules())
-    assert not any(isinstance(m, RescaleActivation) for m in transformer.modules())
+def test_gradient_rule_undone_after_error(transformer, flat_batch):
+    """The forward fails after the activation modules ran under the rule (a hook on the output layer
+    raises on the stacked [x; b] pass only): the rule's hooks are removed and the parameters' flags and
+    the train mode restored."""
+    stacked_rows = 2 * len(flat_batch["label"])
 
+    def explode(module, args, output):
+        if args[0].shape[0] == stacked_rows:
+            raise RuntimeError("boom after the activations")
 
-def test_gradient_rule_swaps_undone_after_error(transformer, flat_batch):
-    bad = dict(flat_batch)
-    bad["conditions"] = flat_batch["conditions"][:3]  # batch sizes disagree: the model fails mid-forward
+    ran = []
+    gelus = [m for m in transformer.modules() if isinstance(m, nn.GELU)]
+    rule_hooks = lambda m, args: ran.append(len(m._forward_pre_hooks))  # noqa: E731  (pre-hooks of the rule)
+    handles = [m.register_forward_pre_hook(rule_hooks) for m in gelus]
+    handles.append(transformer.fc.register_forward_hook(explode))
+    frozen = next(transformer.parameters())
+    frozen.requires_grad_(False)
+    flags = [p.requires_grad for p in transformer.parameters()]
     transformer.train()
     try:
-        with pytest.raises(Exception):
-            DeepLift(transformer, multiplier_rule="gradient").attribute(**bad)
-        assert not any(isinstance(m, RescaleActivation) for m in transformer.modules())
+        with pytest.raises(RuntimeError, match="boom after the activations"):
+            DeepLift(transformer, multiplier_rule="gradient").attribute(**flat_batch)
+        assert gelus and max(ran) > 1, "the activation modules must have run under the rule before the error"
+        for handle in handles:
+            handle.remove()
         assert_restored(transformer, training_before=True)
+        assert [p.requires_grad for p in transformer.parameters()] == flags
     finally:
+        for handle in handles:
+            handle.remove()
+        frozen.requires_grad_(True)
         transformer.eval()
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import assert_restored, single_sample, total
 
-from ehrexplain.methods import IntegratedGradients, integrated_gradients
+from ehrexplain.methods import IntegratedGradients, _ig_tolerance
 from ehrexplain.methods._quadrature import alpha_grid, nested_steps
 from ehrexplain.methods.integrated_gradients import GAP_FLOOR, ConvergenceWarning
 from ehrexplain.testing import FunctionModel, tolerance_passes
@@ -140,7 +140,7 @@ def test_chunks_and_points_evaluated_ahead_do_not_change_the_result(held_out_dem
     reference = ig.attribute(**demo_batch, **options)
     ahead = len(passes)
     variants = [ig.attribute(**demo_batch, **options, internal_batch_size=5)]
-    monkeypatch.setattr(integrated_gradients, "SPECULATIVE_POINTS", 0)
+    monkeypatch.setattr(_ig_tolerance, "SPECULATIVE_POINTS", 0)
     passes.clear()
     variants.append(ig.attribute(**demo_batch, **options))
     assert ahead <= len(passes)
@@ -157,9 +157,9 @@ def test_a_slowly_converging_patient_gets_the_rule_after_next_in_the_same_pass(m
     toy = FunctionModel(lambda x: torch.atan((x[:, 0] - 0.5) / 0.05))
     x = torch.tensor([[1.0], [0.2]])  # the second patient's path misses the steep part
     ig = IntegratedGradients(toy, use_embeddings=False)
-    runs, default = {}, integrated_gradients.SPECULATIVE_POINTS
+    runs, default = {}, _ig_tolerance.SPECULATIVE_POINTS
     for ahead in (default, 0):
-        monkeypatch.setattr(integrated_gradients, "SPECULATIVE_POINTS", ahead)
+        monkeypatch.setattr(_ig_tolerance, "SPECULATIVE_POINTS", ahead)
         passes.clear()
         scores, steps = ig.attribute(x=x, baseline={"x": torch.zeros_like(x)}, tolerance=TOLERANCE, return_steps=True)
         runs[ahead] = list(passes)

@@ -5,7 +5,6 @@ import torch
 from conftest import assert_restored
 
 from ehrexplain.methods import METHODS
-from ehrexplain.methods.deeplift import RescaleActivation
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -24,8 +23,24 @@ def test_error_inside_forward_restores_model(name, transformer, flat_batch):
         handle.remove()
     try:
         assert_restored(transformer, training_before=True)
-        assert not any(isinstance(m, RescaleActivation) for m in transformer.modules())
         assert torch.equal(weight.grad, torch.ones_like(weight))
     finally:
         weight.grad = None
         transformer.eval()
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_parameter_flags_left_as_found(name, transformer, flat_batch):
+    """A frozen model stays frozen and a trainable one trainable: each method sets only what it needs, inside."""
+    params = list(transformer.parameters())
+    for frozen in (params[::2], params):  # half frozen, then all (a fine-tuning user's model)
+        for p in frozen:
+            p.requires_grad_(False)
+        flags = [p.requires_grad for p in params]
+        try:
+            METHODS[name](transformer).attribute(**flat_batch)
+            assert [p.requires_grad for p in params] == flags
+            assert all(p.grad is None for p in params)
+        finally:
+            for p in params:
+                p.requires_grad_(True)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ehrexplain.core.model_state import evaluation_mode, gradients_enabled
+from ehrexplain.core.model_state import evaluation_mode, gradients_enabled, parameters_require_grad
 
 
 def test_modes_and_grads_restored_after_an_error():
@@ -27,3 +27,16 @@ def test_gradients_enabled_inside_no_grad_and_inference_mode():
         with context(), gradients_enabled():
             x = torch.ones(2, requires_grad=True)
             assert (x * 2).sum().requires_grad
+
+
+def test_evaluation_mode_only_restores_and_parameters_require_grad_sets_and_restores():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    net[0].requires_grad_(False)  # a half-frozen model
+    with evaluation_mode(net):
+        assert [p.requires_grad for p in net.parameters()] == [False, False, True, True]  # not forced
+    for required in (True, False):
+        with pytest.raises(ValueError):
+            with parameters_require_grad(net, required):
+                assert all(p.requires_grad == required for p in net.parameters())
+                raise ValueError("fail inside")
+        assert [p.requires_grad for p in net.parameters()] == [False, False, True, True]

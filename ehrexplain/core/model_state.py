@@ -24,16 +24,15 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` in eval mode, then restore every module's train/eval flag and
     every parameter's ``.grad`` and ``requires_grad``, also after an exception.
 
-    Parameters require gradients inside, so that gradient methods (Chefer needs
-    the gradient of attention maps) also work on a frozen model.
+    It changes nothing else: ``.grad`` is set aside inside (a backward would
+    otherwise add to the caller's grads in place), and a method that needs
+    parameters to require gradients or not asks :func:`parameters_require_grad`.
     """
     modes = [(module, module.training) for module in model.modules()]
     params = [(param, param.grad, param.requires_grad) for param in model.parameters()]
-    for param, grad, requires_grad in params:
+    for param, grad, _ in params:
         if grad is not None:
-            param.grad = None  # a backward inside would otherwise add to the caller's grads in place
-        if not requires_grad:
-            param.requires_grad_(True)
+            param.grad = None
     if any(training for _, training in modes):
         model.eval()
     try:
@@ -47,6 +46,34 @@ def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
                 param.requires_grad_(requires_grad)
             if param.grad is not grad:
                 param.grad = grad
+
+
+@contextmanager
+def parameters_require_grad(model: nn.Module, required: bool) -> Iterator[nn.Module]:
+    """Every parameter of ``model`` requires grad (``required=True``) or not inside; each flag restored after.
+
+    Chefer needs the gradient of attention maps, so parameters must require it even
+    on a frozen model; DeepLIFT's rules need them not to, so that only
+    input-dependent tensors do.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1).requires_grad_(False)
+        >>> with parameters_require_grad(net, True):
+        ...     net.weight.requires_grad
+        True
+        >>> net.weight.requires_grad
+        False
+    """
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    try:
+        for param, flag in flags:
+            if flag != required:
+                param.requires_grad_(required)
+        yield model
+    finally:
+        for param, flag in flags:
+            if param.requires_grad != flag:
+                param.requires_grad_(flag)
 
 
 @contextmanager

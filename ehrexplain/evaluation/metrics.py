@@ -312,10 +312,24 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
     Example:
         >>> # compare(model, get_dataloader(ds, batch_size=16), ["rollout", "chefer"], max_batches=2)
     """
-    from ..methods import METHODS
-
     ks = _check_percentages(percentages)
     _check_n_points(n_points)
+    _check_methods(methods)
+    options = {m: (method_options or {}).get(m, {}) if isinstance(m, str) else {} for m in methods}
+    built = _built_interpreters(model, methods, options)
+    columns, first = _evaluate_batches(model, loader, built, ground_truth, ks, n_points, use_absolute, progress, max_batches)
+    rows = {name: {**_aggregate(columns[name]), **_sanity_check(model, method, interpreter, first, seed, options[method])}
+            for name, (method, interpreter) in built.items()}  # fmt: skip
+    order = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc"]
+    order += ["recovery_auroc", "precision_at_k"] if ground_truth is not None else []
+    table = pd.DataFrame.from_dict(rows, orient="index")[order + ["randomization_spearman", "randomization_passed", "seconds"]]
+    return table.rename_axis("method")
+
+
+def _check_methods(methods) -> None:
+    """``methods`` is a non-empty list of known method names or interpreters."""
+    from ..methods import METHODS
+
     if isinstance(methods, str) or not isinstance(methods, Sequence):
         raise TypeError(f"methods must be a list of method names or interpreters, got {methods!r}")
     if not methods:
@@ -323,8 +337,15 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
     unknown = [m for m in methods if isinstance(m, str) and m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or pass interpreters")
-    options = {m: (method_options or {}).get(m, {}) if isinstance(m, str) else {} for m in methods}
-    built = {m if isinstance(m, str) else type(m).__name__: (m, _build(m, model, options[m])) for m in methods}
+
+
+def _built_interpreters(model, methods, options: dict) -> dict:
+    """Per column name, ``(method as given, interpreter)``: the one place ``compare`` builds interpreters."""
+    return {m if isinstance(m, str) else type(m).__name__: (m, _build(m, model, options[m])) for m in methods}
+
+
+def _evaluate_batches(model, loader, built, ground_truth, ks, n_points, use_absolute, progress, max_batches):
+    """``({name: {column: [per-batch values]}}, first batch)`` over the loader's first ``max_batches``."""
     columns = {name: {} for name in built}
     total = len(loader) if hasattr(loader, "__len__") else None
     if max_batches is not None:
@@ -341,17 +362,20 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
                 columns[name].setdefault(column, []).append(values)
     if first is None:
         raise ValueError("the loader yielded no batches; nothing to evaluate")
-    rows = {}
-    for name, (method, interpreter) in built.items():
-        row = {column: torch.cat(values).nanmean().item() for column, values in columns[name].items()}
-        row["seconds"] = torch.cat(columns[name]["seconds"]).sum().item()
-        check = randomization_check(model, method if isinstance(method, str) else interpreter, first, seed, **options[method])
-        rows[name] = {**row, "randomization_spearman": check.mean_spearman, "randomization_passed": check.passed}
-    order = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc"]
-    order += ["recovery_auroc", "precision_at_k"] if ground_truth is not None else []
-    table = pd.DataFrame.from_dict(rows, orient="index")[order + ["randomization_spearman", "randomization_passed", "seconds"]]
-    return table.rename_axis("method")
+    return columns, first
 
+
+def _sanity_check(model, method, interpreter, batch, seed: int, options: dict) -> dict:
+    """The randomisation check's two columns for one method, on ``batch``."""
+    check = randomization_check(model, method if isinstance(method, str) else interpreter, batch, seed, **options)
+    return {"randomization_spearman": check.mean_spearman, "randomization_passed": check.passed}
+
+
+def _aggregate(columns: dict) -> dict:
+    """Per column, the mean over samples (NaN ignored); ``seconds`` is summed."""
+    row = {column: torch.cat(values).nanmean().item() for column, values in columns.items()}
+    row["seconds"] = torch.cat(columns["seconds"]).sum().item()
+    return row
 
 __all__ = ["PERCENTAGES", "RandomizationResult", "area_under_curve", "compare", "comprehensiveness", "deletion_curve",
            "insertion_curve", "method_agreement", "randomization_check", "rank_correlation", "signal_recovery",

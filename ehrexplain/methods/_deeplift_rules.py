@@ -20,6 +20,11 @@ sum to ``f(x) - f(b)`` up to rounding. Any other op on input-dependent tensors
 (fused RNN kernels, max, sort, ...) runs unchanged with its plain gradient and
 is named in :attr:`ExactMultipliers.inexact`. Baseline rows get no gradient.
 
+The ``"gradient"`` rule (the textbook shortcut, kept for comparison) is a mode of
+the same machinery: the Rescale rule only for elementwise ops run inside an
+activation module (:data:`RESCALE_ACTIVATIONS`), the plain gradient for every
+other op. :func:`multiplier_rules` sets up either.
+
 Example:
     >>> x = torch.tensor([[2.0]], requires_grad=True)
     >>> with ExactMultipliers(batch=2) as rules:
@@ -33,7 +38,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from contextlib import contextmanager
+from typing import Iterator
+
 from torch.overrides import TorchFunctionMode
+
+from ..core.exceptions import InexactDeepLiftWarning  # noqa: F401  (its old home; still importable here)
+from ..core.model_state import parameters_require_grad
 
 #: Below this |z_x - z_b| the Rescale secant is replaced by the slope at the midpoint.
 SECANT_TOLERANCE = 1e-10
@@ -44,9 +55,13 @@ SLOPE_STEP = 1e-6
 #: the shared shift leaves one row's sum near ``exp(-gap)`` and its multipliers cancel.
 SOFTMAX_CONDITION = 10.0
 
-
-class InexactDeepLiftWarning(UserWarning):
-    """DeepLift met an op it cannot attribute exactly; the convergence delta may be nonzero."""
+#: ``"exact"``: exact rules for every op; ``"gradient"``: Rescale inside activation modules only.
+MULTIPLIER_RULES = ("exact", "gradient")
+#: Activation modules whose elementwise op the ``"gradient"`` rule gives the Rescale multiplier.
+RESCALE_ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+    nn.Sigmoid, nn.Tanh, nn.Softplus, nn.SiLU, nn.Mish, nn.Hardtanh,
+)  # fmt: skip
 
 
 def pair_dim(t: torch.Tensor, batch: int) -> int | None:
@@ -152,20 +167,25 @@ class ExactMultipliers(TorchFunctionMode):
 
     Args:
         batch: rows of the stacked ``[x; b]`` batch (twice the number of samples).
+        activations_only: the ``"gradient"`` rule: Rescale only while
+            :attr:`activation_depth` > 0 (inside an activation module), plain gradients elsewhere.
 
     Attributes:
         inexact: names of ops met on input-dependent tensors that have no exact rule.
     """
 
-    def __init__(self, batch: int):
+    def __init__(self, batch: int, activations_only: bool = False):
         super().__init__()
         self.batch = batch
         self.inexact: set[str] = set()
-        self._rules = self._build_rules()
+        self.activations_only = activations_only
+        self.activation_depth = 0  # activation modules currently running (hooks of multiplier_rules)
+        self._rules = {f: self._elementwise for f in ELEMENTWISE_OPS} if activations_only else self._build_rules()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if not (_any_tracked(args) or _any_tracked(kwargs)):
+        outside_activation = self.activations_only and not self.activation_depth
+        if outside_activation or not (_any_tracked(args) or _any_tracked(kwargs)):
             return func(*args, **kwargs)
         rule = self._rules.get(func)
         if rule is not None:
@@ -263,6 +283,43 @@ class ExactMultipliers(TorchFunctionMode):
         rules.update({func: self._softmax for func in (F.softmax, torch.softmax, torch.Tensor.softmax)})
         rules.update({func: self._log_softmax for func in (F.log_softmax, torch.log_softmax, torch.Tensor.log_softmax)})
         return rules
+
+
+@contextmanager
+def multiplier_rules(model: nn.Module, batch: int, rule: str = "exact") -> Iterator[ExactMultipliers]:
+    """DeepLIFT multipliers for the forward passes run inside: ``rule`` is ``"exact"`` or ``"gradient"``.
+
+    Parameters stop requiring grad inside (only input-dependent tensors do); for
+    ``"gradient"``, hooks mark when an activation module runs. All undone after,
+    also after an error.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(1, 1), nn.ReLU())
+        >>> x = torch.tensor([[2.0]], requires_grad=True)
+        >>> with multiplier_rules(net, batch=2, rule="gradient") as rules:
+        ...     y = net(torch.cat([x, torch.zeros(1, 1)]))
+        >>> rules.inexact, net[1]._forward_hooks
+        (set(), OrderedDict())
+    """
+    mode = ExactMultipliers(batch, activations_only=rule == "gradient")
+    handles = []
+
+    def enter(*_):
+        mode.activation_depth += 1
+
+    def leave(*_):
+        mode.activation_depth -= 1
+
+    try:
+        if rule == "gradient":
+            for module in model.modules():  # each instance once, however often the model reuses it
+                if isinstance(module, RESCALE_ACTIVATIONS):
+                    handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+        with parameters_require_grad(model, False), mode:
+            yield mode
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 T = torch.Tensor

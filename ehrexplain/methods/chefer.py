@@ -25,7 +25,7 @@ import torch
 
 from ..core.batch import check_feature_keys, expand_to_inputs
 from ..core.capture import as_attention_interpretable, capturing_attention
-from ..core.model_state import evaluation_mode, gradients_enabled
+from ..core.model_state import evaluation_mode, gradients_enabled, parameters_require_grad
 from ._base import Interpreter, TargetIndex, attention_support
 from .registry import register_method
 
@@ -101,7 +101,7 @@ class CheferRelevance(Interpreter):
             ``{feature_key: scores}`` shaped like each feature's raw values.
         """
         check_feature_keys(self.model, data)
-        with evaluation_mode(self.model), gradients_enabled():
+        with evaluation_mode(self.model), gradients_enabled(), parameters_require_grad(self.model, True):
             with capturing_attention(self._view, gradients=True):
                 logits = self.model(**data)["logit"]
             targets = self._resolve_target_indices(logits, target_class_idx)

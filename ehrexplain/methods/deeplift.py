@@ -33,112 +33,16 @@ exact on ReLU networks but not through softmax, layer norm or attention.
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 
 import torch
-from torch import nn
 
+from ..core.exceptions import InexactDeepLiftWarning
 from ..core.model_state import evaluation_mode, gradients_enabled
 from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
-from ._deeplift_rules import ExactMultipliers, InexactDeepLiftWarning, opaque_modules
-from ._embedding_space import (
-    AttributionSpace, check_embedding_support, convergence_delta, embedding_support, sample_totals, target_logit,
-)  # fmt: skip
+from ._deeplift_rules import MULTIPLIER_RULES, multiplier_rules, opaque_modules
+from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, embedding_support, sample_totals, target_logit
 from .registry import register_method
-
-#: ``"exact"``: exact rules for every op (see ``_deeplift_rules``); ``"gradient"``: Rescale on
-#: activation modules, plain gradient elsewhere (the textbook shortcut, kept for comparison).
-MULTIPLIER_RULES = ("exact", "gradient")
-
-#: Elementwise activation modules whose backward is replaced by the Rescale rule.
-RESCALE_ACTIVATIONS = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
-    nn.Sigmoid, nn.Tanh, nn.Softplus, nn.SiLU, nn.Mish, nn.Hardtanh,
-)  # fmt: skip
-
-
-class _RescaleFunction(torch.autograd.Function):
-    """``σ(z)`` on stacked ``[z_x; z_b]`` whose backward uses the secant slope."""
-
-    @staticmethod
-    def forward(ctx, stacked: torch.Tensor, activation: nn.Module, eps: float) -> torch.Tensor:
-        out = activation(stacked)
-        z_x, z_b = stacked.chunk(2)
-        y_x, y_b = out.chunk(2)
-        with torch.enable_grad():
-            z = z_x.detach().requires_grad_(True)
-            slope = torch.autograd.grad(activation(z).sum(), z)[0]
-        dz = z_x - z_b
-        close = dz.abs() <= eps
-        secant = torch.where(close, slope, (y_x - y_b) / torch.where(close, torch.ones_like(dz), dz))
-        # Baseline rows carry no gradient: only the input rows are explained.
-        ctx.save_for_backward(torch.cat([secant, torch.zeros_like(secant)]))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (multiplier,) = ctx.saved_tensors
-        return grad_output * multiplier, None, None
-
-
-class RescaleActivation(nn.Module):
-    """Wraps an activation module so its backward follows DeepLIFT's Rescale rule."""
-
-    def __init__(self, activation: nn.Module, eps: float = 1e-6):
-        super().__init__()
-        self.activation = activation
-        self.eps = eps
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.shape[0] % 2:
-            raise RuntimeError(
-                f"DeepLift expects activations with the batch first and stacked [input; baseline] rows, "
-                f"but {type(self.activation).__name__} got shape {tuple(z.shape)}"
-            )
-        return _RescaleFunction.apply(z, self.activation, self.eps)
-
-
-@contextmanager
-def rescale_activations(model: nn.Module):
-    """Swap every activation module of ``model`` for its Rescale wrapper; always undone.
-
-    Yields the list of swapped activation class names.
-
-    Example:
-        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
-        >>> with rescale_activations(net) as names:
-        ...     type(net[1]).__name__, names
-        ('RescaleActivation', ['ReLU'])
-        >>> type(net[1]).__name__
-        'ReLU'
-    """
-    swapped = []
-    try:
-        for parent in list(model.modules()):
-            # ``_modules`` rather than ``named_children()``: the latter skips a module
-            # instance reused in several places (PyHealth's MLP reuses one activation).
-            for name, child in list(parent._modules.items()):
-                if isinstance(child, RESCALE_ACTIVATIONS):
-                    setattr(parent, name, RescaleActivation(child))
-                    swapped.append((parent, name, child))
-        yield [type(child).__name__ for _, _, child in swapped]
-    finally:
-        for parent, name, child in reversed(swapped):
-            setattr(parent, name, child)
-
-
-@contextmanager
-def frozen_parameters(model: nn.Module):
-    """Parameters stop requiring grad (so only input-dependent tensors do); always restored."""
-    flags = [(param, param.requires_grad) for param in model.parameters()]
-    try:
-        for param, _ in flags:
-            param.requires_grad_(False)
-        yield model
-    finally:
-        for param, flag in flags:
-            param.requires_grad_(flag)
 
 
 @register_method(
@@ -218,12 +122,9 @@ class DeepLift(Interpreter):
         """Gradient at the input rows of a joint ``[x; b]`` pass under the chosen multiplier rule."""
         inputs = {key: x.clone().requires_grad_(True) for key, x in space.inputs.items()}
         stacked = {key: torch.cat([inputs[key], space.baselines[key]]) for key in inputs}
-        if self.multiplier_rule == "gradient":
-            with rescale_activations(self.model):
-                logits = space.forward(stacked, torch.cat([rows, rows]))
-        else:
-            with frozen_parameters(self.model), ExactMultipliers(batch=2 * len(rows)) as rules:
-                logits = space.forward(stacked, torch.cat([rows, rows]))
+        with multiplier_rules(self.model, 2 * len(rows), self.multiplier_rule) as rules:
+            logits = space.forward(stacked, torch.cat([rows, rows]))
+        if self.multiplier_rule == "exact":
             inexact = rules.inexact | opaque_modules(self.model)
             if inexact:
                 warnings.warn(

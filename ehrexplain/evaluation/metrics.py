@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.batch import unpack_batch
+from ..data.sources import as_source, is_patient_data
 from .perturbation import Perturber, check_attributions, predict
 
 PERCENTAGES = (1, 5, 10, 20, 50)
@@ -338,6 +339,9 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
 
     ks = _check_percentages(percentages)
     _check_n_points(n_points)
+    if is_patient_data(loader):  # a SampleDataset, a Cohort (its ground truth comes along), a PatientSource
+        source = as_source(loader)
+        loader, ground_truth = source.loader(), ground_truth or source.ground_truth
     if isinstance(methods, str) or not isinstance(methods, Sequence):
         raise TypeError(f"methods must be a list of method names or interpreters, got {methods!r}")
     if not methods:

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..data.sources import as_source, loader_shuffles
 from .folder import RunFolder, read_folder
 from .table import attribution_schema, explain_batch
 
@@ -115,8 +116,10 @@ class CohortParts:
     def __init__(self, data, batch_size):
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(data, (DataLoader, Dataset)):
+            data = as_source(data).dataset  # a Cohort or a PatientSource; TypeError naming what is accepted
         if isinstance(data, DataLoader):
-            if getattr(data, "shuffle_samples", False) or isinstance(data.sampler, RandomSampler):
+            if loader_shuffles(data):
                 raise ValueError("data is a shuffling DataLoader; parts must be the same on every run: use shuffle=False")
             if batch_size is not None and batch_size != data.batch_size:
                 raise ValueError(f"batch_size={batch_size} but the DataLoader has batch_size={data.batch_size}; leave it out")

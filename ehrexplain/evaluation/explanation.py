@@ -20,6 +20,7 @@ import torch
 
 from ..core.batch import feature_value
 from ..core.validation import check_vocabulary
+from ..data.sources import as_source
 from ..methods import make_interpreter, method_spec
 from .perturbation import predict
 
@@ -64,8 +65,8 @@ class PatientExplanation:
 
 
 def check_patient_index(cohort, index: int) -> None:
-    """Raise ``IndexError`` with the valid range when ``index`` is not a patient of ``cohort``."""
-    n = len(cohort.samples)
+    """Raise ``IndexError`` with the valid range when ``index`` is not a patient of ``cohort`` (a source)."""
+    n = len(cohort)
     if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
         raise TypeError(f"patient index must be an integer, got {index!r} ({type(index).__name__})")
     if not 0 <= index < n:
@@ -87,17 +88,19 @@ def named_baseline(batch: dict, model, name: str) -> dict[str, torch.Tensor] | N
 
 
 def explain_patient(model, cohort, index: int, method: str, target_class_idx=None, baseline: str = "unk", **options):
-    """Explain patient ``index`` of ``cohort`` with ``method`` (a name from ``METHODS``).
+    """Explain patient ``index`` of ``cohort`` (anything :func:`~ehrexplain.data.as_source` takes) with ``method``.
 
     Options go where the method's registered schema says (constructor or
     ``attribute``); ``baseline`` names one of ``BASELINES`` for methods that use one.
 
     Raises:
-        TypeError: ``index`` is not an integer (``"3"``, ``3.0`` and ``True`` are refused).
+        TypeError: ``cohort`` is not a source of patients; ``index`` is not an integer (``"3"``, ``3.0`` and
+            ``True`` are refused).
         IndexError: ``index`` is not a patient of the cohort.
         ValueError: unknown method or baseline name, or the cohort's vocabulary is not the model's.
         TypeError: the model cannot support the method (e.g. Chefer on a forward-only model).
     """
+    cohort = as_source(cohort)
     check_patient_index(cohort, index)
     check_vocabulary(model, getattr(cohort, "dataset", None))
     spec = method_spec(method)
@@ -109,7 +112,7 @@ def explain_patient(model, cohort, index: int, method: str, target_class_idx=Non
     result = interpreter.attribute(**batch, target_class_idx=target_class_idx, **call)
     scores, delta = result if spec.has_delta else (result, None)
     target, probability = _target_and_probability(model, batch, target_class_idx)
-    truth = cohort.ground_truth(batch) if hasattr(cohort, "ground_truth") else None
+    truth = cohort.ground_truth(batch) if cohort.ground_truth is not None else None
     explanation = PatientExplanation(method, int(index), target, probability, signed=spec.signed)
     explanation.delta = None if delta is None else float(delta[0])
     _fill_codes(explanation, model, cohort, batch, scores, truth)
@@ -132,7 +135,7 @@ def _fill_codes(explanation, model, cohort, batch, scores, truth) -> None:
         positions = (ids != 0).nonzero().tolist()
         decoded = cohort.decode(key, [int(ids[tuple(p)]) for p in positions])
         for position, code in zip(positions, decoded):
-            labels.append(f"{key}: {code}" + (f" (visit {position[0] + 1})" if nested else ""))
+            labels.append(f"{key}: {cohort.code_name(code)}" + (f" (visit {position[0] + 1})" if nested else ""))
             codes.append(code)
             values.append(float(scores[key][0][tuple(position)]))
             if truth is not None:

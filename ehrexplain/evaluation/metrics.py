@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.batch import unpack_batch
+from ..data.sources import as_source, is_patient_data
 from .perturbation import Perturber, check_attributions, predict
 
 PERCENTAGES = (1, 5, 10, 20, 50)
@@ -224,15 +226,35 @@ class RandomizationResult:
     per_sample: torch.Tensor
     passed: bool
     threshold: float
+    seed: int = 0
+    generator_seed: int = 0
+
+
+def randomization_generator_seed(seed: int) -> int:
+    """The seed the random copy's weights are drawn with: a 63-bit hash of ``seed``, never ``seed`` itself.
+
+    A user who ran ``torch.manual_seed(0)`` before building the model would otherwise get a "random"
+    copy equal to the model's own initial weights at ``seed=0``.
+
+    Example:
+        >>> randomization_generator_seed(0) != 0 and randomization_generator_seed(0) == randomization_generator_seed(0)
+        True
+    """
+    digest = hashlib.sha256(f"ehrexplain.randomization_check:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _randomized_copy(model, seed: int):
-    """Deep copy (sharing the dataset) with every parameter re-drawn; also returns the copy memo."""
+    """Deep copy (sharing the dataset) with every parameter re-drawn; also returns the copy memo.
+
+    Layers re-draw with their own ``reset_parameters`` (which take no generator), so the default generator
+    is forked (the caller's state comes back untouched) and seeded with ``randomization_generator_seed(seed)``.
+    """
     memo = {id(model.dataset): model.dataset} if hasattr(model, "dataset") else {}
     clone = copy.deepcopy(model, memo)
     devices = sorted({p.device.index or 0 for p in clone.parameters() if p.is_cuda})
     with torch.random.fork_rng(devices=devices), torch.no_grad():  # the caller's RNG stays as it was
-        torch.manual_seed(seed)
+        torch.manual_seed(randomization_generator_seed(seed))
         for module in clone.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()  # the layer's own initial distribution
@@ -251,7 +273,8 @@ def _build(method, model, options: dict):
 def randomization_check(model, method, batch: dict, seed: int = 0, threshold: float = 0.5, **options) -> RandomizationResult:
     """Model-randomization sanity check (Adebayo et al. 2018); ``model`` is left untouched.
 
-    Re-initialises a deep copy of ``model`` (seeded) and correlates, per sample, the
+    Re-initialises a deep copy of ``model`` (weights drawn with ``randomization_generator_seed(seed)``,
+    recorded in the result with ``seed``) and correlates, per sample, the
     scores on the trained and the random model (Spearman). ``method`` is a name from
     ``METHODS`` (built with ``options``) or an interpreter, deep-copied onto the copy.
 
@@ -269,7 +292,7 @@ def randomization_check(model, method, batch: dict, seed: int = 0, threshold: fl
         check_attributions(fb, scores[-1], name)
     rho = rank_correlation(*({k: s[k] for k in fb.values} for s in scores), fb.masks)
     mean = rho.nanmean().item()
-    return RandomizationResult(mean, rho, bool(mean < threshold), threshold)
+    return RandomizationResult(mean, rho, bool(mean < threshold), threshold, int(seed), randomization_generator_seed(seed))
 
 
 def _batch_metrics(model, batch, interpreter, target, ground_truth, ks, n_points, use_absolute) -> dict:
@@ -314,6 +337,9 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
     """
     ks = _check_percentages(percentages)
     _check_n_points(n_points)
+    if is_patient_data(loader):  # a SampleDataset, a Cohort (its ground truth comes along), a PatientSource
+        source = as_source(loader)
+        loader, ground_truth = source.loader(), ground_truth or source.ground_truth
     _check_methods(methods)
     options = {m: (method_options or {}).get(m, {}) if isinstance(m, str) else {} for m in methods}
     built = _built_interpreters(model, methods, options)
@@ -378,5 +404,5 @@ def _aggregate(columns: dict) -> dict:
     return row
 
 __all__ = ["PERCENTAGES", "RandomizationResult", "area_under_curve", "compare", "comprehensiveness", "deletion_curve",
-           "insertion_curve", "method_agreement", "randomization_check", "rank_correlation", "signal_recovery",
-           "sufficiency"]
+           "insertion_curve", "method_agreement", "randomization_check", "randomization_generator_seed",
+           "rank_correlation", "signal_recovery", "sufficiency"]

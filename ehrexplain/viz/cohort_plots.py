@@ -24,7 +24,7 @@ AXIS_LABELS = {
 
 
 def plot_global_importance(table, top_k: int = 15, names: Mapping | None = None, ground_truth=None, ax=None, title=None):
-    """Bars of the ``top_k`` codes of a :func:`global_importance` table, with interval error bars.
+    """Bars of the ``top_k`` codes of a :func:`global_importance` table: interval error bars, support, shrunk score.
 
     Args:
         table: the DataFrame returned by ``global_importance`` (sorted by rank).
@@ -50,8 +50,19 @@ def plot_global_importance(table, top_k: int = 15, names: Mapping | None = None,
     values = top[column].to_numpy(dtype=float)
     _draw_bars(ax, [_label(c, names, t) for c, t in zip(codes, truth)], values, truth, signed=column == "mean_score")
     errors = np.vstack([values - top["ci_low"].to_numpy(), top["ci_high"].to_numpy() - values])
-    ax.errorbar(values, np.arange(len(top)), xerr=np.clip(errors, 0, None), fmt="none", ecolor="black", capsize=3)
+    shown = np.isfinite(errors).all(axis=0)  # a code seen once has no interval: none is drawn
+    ax.errorbar(values[shown], np.arange(len(top))[shown], xerr=np.clip(errors[:, shown], 0, None), fmt="none",
+                ecolor="black", capsize=3)
+    if "shrunk_score" in top.columns:
+        ax.plot(top["shrunk_score"].to_numpy(dtype=float), np.arange(len(top)), "k|", markersize=12, label="shrunk")
+        ax.legend(loc="lower right", fontsize="small")
+    if "n_samples" in top.columns:
+        for y, n in enumerate(top["n_samples"]):  # the support, right of the axes
+            ax.annotate(f"n = {n}", (1, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize="small")
     ax.set_xlabel(AXIS_LABELS.get(column, column))
     ax.set_ylabel("code")
-    ax.set_title(title or f"Global importance: top {len(top)} codes by {column} (bootstrap interval)")
+    ranking = table.attrs.get("ranking", f"by {column}")
+    ax.set_title(title or f"Global importance: top {len(top)} codes {ranking}\n(bars: mean with bootstrap interval;"
+                          " n: samples with the code)", fontsize="medium")
     return fig

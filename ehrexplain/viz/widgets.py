@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import html
 import io
+import math
+import textwrap
 
 import ipywidgets as widgets
 
+from ..data.sources import as_source
 from ..evaluation.explanation import BASELINES, check_patient_index, explain_patient
 from ..methods import method_spec
 from .html import attribution_table_html, token_heatmap_html
@@ -39,6 +42,11 @@ def error_html(error: Exception) -> str:
     return f'<div style="color:#b00020"><b>{type(error).__name__}:</b> {html.escape(str(error))}</div>'
 
 
+#: Codes drawn at once: a real record has hundreds, so the explorer pages and searches them.
+PAGE_SIZE = 25
+#: Characters per line of a code's label before it wraps (long names are wrapped, never clipped).
+LABEL_WIDTH = 48
+
 #: What an explanation can raise on a bad choice; shown in the widget, never swallowed.
 SHOWN_ERRORS = (IndexError, KeyError, TypeError, ValueError, RuntimeError)
 
@@ -47,7 +55,7 @@ class _CachedExplainer:
     """Explanations keyed by their arguments, so moving back to a view is instant."""
 
     def __init__(self, model, cohort):
-        self.model, self.cohort, self.cache = model, cohort, {}
+        self.model, self.cohort, self.cache = model, as_source(cohort), {}
 
     def __call__(self, index, method, **options):
         key = (index, method, tuple(sorted(options.items())))
@@ -59,8 +67,13 @@ class _CachedExplainer:
 class ExplanationExplorer(StaticFallback, widgets.VBox):
     """Pick a patient, a method, a target class and the method's options; see the explanation.
 
-    Attributes set by each refresh (handy in tests): ``explanation``, ``figure``,
-    ``message.value``, ``heatmap.value``.
+    ``cohort`` is anything :func:`~ehrexplain.data.as_source` takes (a PyHealth ``SampleDataset``, a
+    non-shuffling dataloader, a synthetic ``Cohort``, a ``PatientSource`` with code names). The figure
+    shows ``PAGE_SIZE`` codes at a time, largest ``|score|`` first; ``search`` keeps the codes whose
+    label contains it and ``page`` steps through the rest.
+
+    Attributes set by each refresh (handy in tests): ``explanation``, ``figure``, ``shown`` (indices into
+    ``explanation.labels`` of the codes drawn), ``message.value``, ``page_info.value``, ``heatmap.value``.
 
     Example:
         >>> # explorer = ExplanationExplorer(model, cohort); explorer.method.value = "deeplift"
@@ -83,13 +96,20 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
         self.head_fusion = widgets.Dropdown(options=["mean", "max", "min"], description="heads")
         self.discard_ratio = widgets.FloatSlider(value=0.0, min=0.0, max=0.9, step=0.1, description="discard")
         self.message, self.heatmap = widgets.HTML(), widgets.HTML()
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="min(720px, 100%)"))
+        self.search = widgets.Text(placeholder="part of a code or name", description="search")
+        self.page = widgets.BoundedIntText(value=1, min=1, max=1, description="page")
+        self.page_info = widgets.HTML()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="min(800px, 100%)"))
         self.explanation = self.figure = None
+        self.shown: list[int] = []
         controls = [self.patient, self.method, self.target, self.steps, self.baseline, self.head_fusion, self.discard_ratio]
         for control in controls:
             control.observe(lambda _: self.refresh(), names="value")
+        self.search.observe(lambda _: self._first_page(), names="value")
+        self.page.observe(lambda _: self._draw(), names="value")
         rows = [widgets.HBox(controls[:3]), widgets.HBox(controls[3:]), self.unsupported]
-        super().__init__([*rows, self.message, self.image, self.heatmap])
+        paging = widgets.HBox([self.search, self.page, self.page_info])
+        super().__init__([*rows, self.message, paging, self.image, self.heatmap])
         self.refresh()
 
     def _option_controls(self) -> dict:
@@ -145,15 +165,49 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
         if explanation.delta is not None:
             title += f", completeness delta = {explanation.delta:+.3g}"
         self.message.value = html.escape(title) + self._delta_warning(explanation)
-        self.figure = plot_code_attributions(
-            explanation.labels, explanation.scores, ground_truth=explanation.ground_truth,
-            signed=explanation.signed, title=METHOD_LABELS.get(explanation.method, explanation.method),
-        )  # fmt: skip
-        self.image.value = figure_png(self.figure)
+        self._draw()
         self.heatmap.value = token_heatmap_html(
             explanation.labels, explanation.scores, signed=explanation.signed,
             element_id=f"ehrexplain-{explanation.method}-{explanation.index}",
         )  # fmt: skip
+
+
+    def _first_page(self) -> None:
+        if self.page.value == 1:
+            self._draw()
+        self.page.value = 1  # redraws through its observer when it changes
+
+    def _page_of_codes(self) -> tuple[list[int], int]:
+        """Indices of the current page's codes (search matches, largest ``|score|`` first) and the match count."""
+        labels, scores = self.explanation.labels, self.explanation.scores
+        query = self.search.value.strip().lower()
+        matching = sorted((i for i, label in enumerate(labels) if query in label.lower()), key=lambda i: -abs(scores[i]))
+        self.page.max = max(1, math.ceil(len(matching) / PAGE_SIZE))
+        start = (self.page.value - 1) * PAGE_SIZE
+        return matching[start : start + PAGE_SIZE], len(matching)
+
+    def _draw(self) -> None:
+        """Draw the current page of codes of ``self.explanation`` (wrapped labels, height to fit)."""
+        from matplotlib.figure import Figure
+
+        explanation = self.explanation
+        if explanation is None:
+            return
+        self.shown, n_matching = self._page_of_codes()
+        query, first = self.search.value.strip(), (self.page.value - 1) * PAGE_SIZE
+        of = f" of {n_matching} matching {query!r}" if query else f" of {len(explanation.labels)}"
+        self.page_info.value = html.escape(
+            f"codes {first + 1}–{first + len(self.shown)}{of}, largest |score| first" if self.shown
+            else f"no code matches {query!r}")  # fmt: skip
+        labels = [textwrap.fill(explanation.labels[i], LABEL_WIDTH) for i in self.shown]
+        lines = sum(label.count("\n") + 1 for label in labels)
+        self.figure = Figure(figsize=(8, 0.9 + 0.16 * lines + 0.12 * len(labels)), layout="constrained")
+        truth = None if explanation.ground_truth is None else explanation.ground_truth[self.shown]
+        plot_code_attributions(
+            labels, explanation.scores[self.shown], ground_truth=truth, signed=explanation.signed,
+            title=METHOD_LABELS.get(explanation.method, explanation.method), ax=self.figure.add_subplot(),
+        )  # fmt: skip
+        self.image.value = figure_png(self.figure)
 
 
 class ComparisonDashboard(StaticFallback, widgets.VBox):
@@ -198,7 +252,7 @@ class ComparisonDashboard(StaticFallback, widgets.VBox):
         self.explanations = explanations
         first = next(iter(explanations.values()))
         by_method = {METHOD_LABELS.get(m, m): e.scores for m, e in explanations.items()}
-        self.figure = plot_method_comparison(first.labels, by_method, ground_truth=first.ground_truth)
+        self.figure = plot_method_comparison(first.labels, by_method, ground_truth=first.ground_truth, top_k=PAGE_SIZE)
         self.image.value = figure_png(self.figure)
 
 
@@ -215,7 +269,7 @@ class AttentionLayersExplorer(StaticFallback, widgets.VBox):
     def __init__(self, model, cohort, feature_key: str | None = None, index: int = 0):
         from ..methods import AttentionRollout
 
-        self.rollout, self.cohort = AttentionRollout(model), cohort
+        self.rollout, self.cohort = AttentionRollout(model), as_source(cohort)
         self.feature_key = feature_key or model.feature_keys[0]
         self.patient = widgets.IntText(value=index, description="patient")
         self.layer = widgets.IntSlider(value=1, min=1, max=1, description="layer")

@@ -80,8 +80,8 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
     """
 
     def __init__(self, model, cohort, methods=tuple(METHOD_LABELS), index: int = 0):
-        check_patient_index(cohort, index)  # IntText would silently turn 2.7 into 2 and True into 1
         self.explain, self.model = _CachedExplainer(model, cohort), model
+        check_patient_index(self.explain.cohort, index)  # IntText would silently turn 2.7 into 2 and True into 1
         supported, reasons = method_support(model, methods)
         self.patient = widgets.IntText(value=index, description="patient")
         self.method = widgets.Dropdown(options=[(METHOD_LABELS.get(m, m), m) for m in supported], description="method")
@@ -286,7 +286,6 @@ class AttentionLayersExplorer(StaticFallback, widgets.VBox):
         """Attention maps and token labels of one patient, computed once."""
         if index not in self._cache:
             from ..core.batch import feature_value
-            from ..evaluation.explanation import check_patient_index
 
             check_patient_index(self.cohort, index)
             batch = self.cohort.batch([index])

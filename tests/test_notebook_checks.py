@@ -11,7 +11,6 @@ from conftest import run_until
 
 import ehrexplain.methods.attention_rollout as rollout_module
 import ehrexplain.methods._deeplift_rules as deeplift_rules
-import ehrexplain.methods.deeplift as deeplift_module
 import ehrexplain.methods.integrated_gradients as ig_module
 from ehrexplain.data.demo import demo
 from ehrexplain.data.planted_rule import PlantedRule
@@ -51,7 +50,7 @@ def test_integrated_gradients_notebook_catches_gradient_times_input(monkeypatch)
 
 def test_deeplift_notebook_catches_a_missing_rescale_rule(monkeypatch):
     """Bug: no activation is swapped, so DeepLift degrades to gradient x (input - baseline)."""
-    monkeypatch.setattr(deeplift_module, "RESCALE_ACTIVATIONS", ())
+    monkeypatch.setattr(deeplift_rules, "RESCALE_ACTIVATIONS", ())
     run_until_a_check_fails("05_deeplift.ipynb")
 
 

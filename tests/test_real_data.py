@@ -8,6 +8,7 @@ import logging
 import pytest
 import torch
 
+from ehrexplain.methods import METHODS
 from ehrexplain.data import as_source, eicu_code_names, eicu_demo, mimic3_code_names, mimic3_demo
 
 KEYS = ("conditions", "procedures", "drugs")
@@ -124,7 +125,7 @@ def test_explorer_and_dashboard_on_a_real_sample_dataset(eicu):
     assert named.explanation.delta is not None
     assert any(label.startswith("conditions: ") and " › " in label for label in named.explanation.labels)
     dashboard = ComparisonDashboard(model, test)
-    assert set(dashboard.explanations) == {"rollout", "chefer", "integrated_gradients", "deeplift"}
+    assert set(dashboard.explanations) == set(METHODS)  # every registered method supports a Transformer
 
 
 def test_sources_pyhealth_gives_and_clear_errors_for_the_rest(eicu):

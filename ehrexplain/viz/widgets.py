@@ -99,7 +99,7 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
         if method in ("integrated_gradients", "deeplift"):
             options["baseline"] = self.baseline.value
         if method == "integrated_gradients":
-            options["steps"] = self.steps.value
+            options.update(steps=self.steps.value, alpha_rule="gauss_legendre")  # the accurate rule (notebook 04)
         return options
 
     def _show_relevant_controls(self) -> None:

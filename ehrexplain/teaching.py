@@ -20,8 +20,9 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 
-__all__ = ["say", "check", "grade"]
+__all__ = ["say", "checked", "check", "grade"]
 
 
 class ClaimError(AssertionError):
@@ -33,25 +34,69 @@ def say(template: str, *, holds=None, display: bool = True, **values) -> str:
 
     Args:
         template: Markdown with ``str.format`` fields, e.g. ``"AUROC {auc:.2f}"``.
-        holds: for a sentence that compares or ranks, the condition that makes it
-            true. ``None`` means the sentence only reports values.
-        display: show it as Markdown in the notebook (the rendered text is returned either way).
+        holds: for a sentence that compares, ranks or describes a trend, the condition that
+            makes it true: best a Python expression over the named ``values`` (a string), which
+            is shown under the sentence with the numbers it used, so the reader sees what was
+            checked; a plain bool is accepted too. ``None`` means the sentence only reports values.
+        display: show it (and the checked condition) as Markdown in the notebook; the rendered
+            sentence is returned either way.
 
     Raises:
-        ClaimError: ``holds`` is given and false; the message quotes the sentence.
+        ClaimError: ``holds`` is false; the message quotes the sentence and the condition.
 
     Example:
-        >>> say("{a} beats {b}", holds=3 > 2, a="IG", b="rollout", display=False)
+        >>> say("{a} beats {b}", holds="x > y", a="IG", b="rollout", x=0.7, y=0.6, display=False)
         'IG beats rollout'
     """
     text = template.format(**values)
-    if holds is not None and not bool(holds):
-        raise ClaimError(f"this notebook was about to state something false: {text!r}")
+    try:
+        verdict = checked(holds, values)
+    except ClaimError as error:
+        raise ClaimError(f"this notebook was about to state something false: {text!r}; {error}") from None
     if display:
         from IPython.display import Markdown, display as show
 
-        show(Markdown(text))
+        show(Markdown(text if verdict is None else f"{text}\n\n<small>{verdict}</small>"))
     return text
+
+
+#: What a ``holds`` expression may call besides the named values.
+_CONDITION_BUILTINS = {"abs": abs, "all": all, "any": any, "len": len, "max": max, "min": min, "round": round}
+
+
+def checked(holds, values: dict) -> str | None:
+    """The line that shows a claim's condition held, with the values it read; ``None`` without a condition.
+
+    Raises:
+        ClaimError: the condition is false.
+
+    Example:
+        >>> checked("low <= x", {"x": 0.454, "low": 0.469, "name": "rollout"})
+        Traceback (most recent call last):
+        ...
+        ehrexplain.teaching.ClaimError: false: low <= x (low = 0.469, x = 0.454)
+        >>> checked("x < low", {"x": 0.454, "low": 0.469})
+        '✓ checked: x < low (x = 0.454, low = 0.469)'
+    """
+    if holds is None:
+        return None
+    if isinstance(holds, str):
+        used = [name for name in dict.fromkeys(re.findall(r"[A-Za-z_]\w*", holds)) if name in values]
+        shown = f"{holds} ({', '.join(f'{name} = {_short(values[name])}' for name in used)})" if used else holds
+        holds = eval(holds, {"__builtins__": _CONDITION_BUILTINS}, dict(values))  # noqa: S307 (the notebook's own text)
+    else:
+        shown = "the stated condition"
+    if not bool(holds):
+        raise ClaimError(f"false: {shown}")
+    return f"✓ checked: {shown}"
+
+
+def _short(value) -> str:
+    """A value as the checked line shows it: numbers to four significant digits."""
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return repr(value) if isinstance(value, str) else str(value)
 
 
 def check(condition, what: str) -> None:

@@ -136,7 +136,8 @@ SOLUTION = r"<summary>Solutions?</summary>\s*```python\n(.*?)```"
 @pytest.mark.parametrize(
     "notebook",
     ["00_quickstart.ipynb", "01_synthetic_ehr_and_models.ipynb", "02_attention_rollout.ipynb",
-     "03_chefer_relevance.ipynb", "06_split_interface.ipynb"],
+     "03_chefer_relevance.ipynb", "04_integrated_gradients.ipynb", "05_deeplift.ipynb", "06_split_interface.ipynb",
+     "08_your_own_data.ipynb"],
 )
 def test_the_shown_solutions_pass_every_checker_and_the_placeholders_do_not(notebook, capsys):
     """Run the notebook as stored (placeholders), then its shown solutions, then every checker cell again."""

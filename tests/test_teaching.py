@@ -2,7 +2,7 @@
 
 import pytest
 
-from ehrexplain.teaching import ClaimError, check, grade, say
+from ehrexplain.teaching import ClaimError, check, checked, grade, say
 
 
 def test_say_renders_values_into_the_sentence():
@@ -42,3 +42,21 @@ def test_grade_says_right_or_what_is_wrong_without_raising(capsys, answer, expec
     out = capsys.readouterr().out
     assert text in out
     assert ("Hint: look at the plot" in out) == (not verdict and answer not in (None, ...))
+
+
+def test_a_checked_condition_is_shown_with_the_values_it_read():
+    line = checked("rollout < low", {"rollout": 0.454, "low": 0.469, "name": "rollout"})
+    assert line == "✓ checked: rollout < low (rollout = 0.454, low = 0.469)"
+
+
+def test_a_false_condition_over_the_values_refuses_the_sentence():
+    with pytest.raises(ClaimError, match=r"'rollout is within the random range'.*low <= rollout \(low = 0.469"):
+        say("{m} is within the random range", holds="low <= rollout", m="rollout", rollout=0.454, low=0.469,
+            display=False)
+
+
+def test_say_shows_the_condition_under_the_sentence_when_it_holds(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    say("{a:.2f} rises to {b:.2f}", holds="b > a", a=0.39, b=0.45)
+    assert shown[0].data == "0.39 rises to 0.45\n\n<small>✓ checked: b > a (b = 0.45, a = 0.39)</small>"

@@ -124,6 +124,8 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
             options["target_class_idx"] = self.target.value
         if spec.uses_baseline:
             options["baseline"] = self.baseline.value
+        if "alpha_rule" in spec.options:
+            options["alpha_rule"] = "gauss_legendre"  # the accurate rule, whose small delta notebook 04 teaches
         return options
 
     def _show_relevant_controls(self) -> None:

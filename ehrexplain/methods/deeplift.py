@@ -21,7 +21,7 @@ Algorithm:
 Exactness invariant: exact local rules compose exactly through the chain rule,
 so ``Σ attributions = f(x) - f(b)`` up to float rounding on every model built
 from linear, elementwise, product, softmax and layer-norm ops (PyHealth's MLP,
-Transformer, StageAttentionNet). Ops without an exact rule (fused RNN kernels,
+Transformer, StageAttentionNet; RNN, GRU and LSTM layers run unrolled, ``_recurrent_unroll``). Ops without an exact rule (LSTM projections,
 max, ...) keep their plain gradient and are named in an
 ``InexactDeepLiftWarning``. The remaining gap, the convergence delta, is
 returned on request and never hidden; forcing completeness by rescaling is an
@@ -41,6 +41,7 @@ from torch import nn
 from ..core.model_state import evaluation_mode, gradients_enabled
 from ._base import Interpreter, TargetIndex
 from ._deeplift_rules import ExactMultipliers, InexactDeepLiftWarning, opaque_modules
+from ._recurrent_unroll import unrolled_recurrences
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, sample_totals, target_logit
 
 #: ``"exact"``: exact rules for every op (see ``_deeplift_rules``); ``"gradient"``: Rescale on
@@ -212,7 +213,7 @@ class DeepLift(Interpreter):
             with rescale_activations(self.model):
                 logits = space.forward(stacked, torch.cat([rows, rows]))
         else:
-            with frozen_parameters(self.model), ExactMultipliers(batch=2 * len(rows)) as rules:
+            with frozen_parameters(self.model), unrolled_recurrences(self.model), ExactMultipliers(batch=2 * len(rows)) as rules:
                 logits = space.forward(stacked, torch.cat([rows, rows]))
             inexact = rules.inexact | opaque_modules(self.model)
             if inexact:

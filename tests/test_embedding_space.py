@@ -64,7 +64,7 @@ def test_nan_inputs(method, lab_mlp, lab_batch):
 
 def test_model_without_embedding_methods(method):
     toy = FunctionModel(nn.Linear(3, 1))
-    with pytest.raises(TypeError, match=r"needs FunctionModel to implement \['forward_from_embedding', 'get_embedding_model'\]"):
+    with pytest.raises(TypeError, match=r"needs FunctionModel to embed its token features with a layer it exposes"):
         method(toy, use_embeddings=True)
 
 
@@ -81,15 +81,24 @@ def test_baseline_with_nan(method, lab_mlp, lab_batch):
 
 
 def test_model_limits_are_named(method):
-    """PyHealth's MLP cannot run nested codes from embeddings: say which model method failed, on what."""
+    """PyHealth's MLP.forward_from_embedding cannot take nested codes: say which model method failed, on what.
+
+    The default path runs MLP's own forward (which flattens visits × codes before embedding) and works.
+    """
     from ehrexplain.data.synthetic import make_cohort, train_demo_model
+    from ehrexplain.methods import _embedding_space
 
     cohort = make_cohort(n_patients=30, shape="nested", seed=0)
     mlp = train_demo_model(cohort, kind="mlp", seed=0, epochs=1)
+    batch = cohort.batch(range(4))
+    space = _embedding_space.AttributionSpace.build(mlp, batch, None, True)
+    space.fast_path = True
+    with pytest.raises(ValueError, match=r"MLP\.forward_from_embedding failed on the embedded inputs \{'visits': \(4, \d+, \d+, \d+\)\}"):
+        space.forward(space.inputs, space.rows)
     mlp.train()
     try:
-        with pytest.raises(ValueError, match=r"MLP\.forward_from_embedding failed on the embedded inputs \{'visits': \(4, \d+, \d+, \d+\)\}"):
-            method(mlp).attribute(**cohort.batch(range(4)))
+        scores = method(mlp).attribute(**batch)
+        assert scores["visits"].shape == batch["visits"].shape
         assert_restored(mlp, training_before=True)
     finally:
         mlp.eval()

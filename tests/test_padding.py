@@ -90,13 +90,17 @@ def test_patient_without_codes(transformer, flat_mlp, flat_batch, method):
         GRADIENT_METHODS[method](flat_mlp).attribute(**empty)
 
 
-def test_rnn_is_refused_clearly(flat_dataset):
+def test_rnn_runs_through_its_own_forward_and_a_tree_ensemble_is_refused_by_name(flat_dataset, flat_batch):
+    """No forward_from_embedding needed: the RNN's padding scores 0, its IG delta is small."""
     from pyhealth.models import RNN
 
-    with pytest.raises(TypeError, match=r"needs RNN to implement \['forward_from_embedding', 'get_embedding_model'\]") as caught:
-        IntegratedGradients(RNN(dataset=flat_dataset))
-    assert "its RNN does not" in str(caught.value)  # the models it lists as supported do support it
-    from pyhealth import models
-
-    for name in ("MLP", "Transformer", "StageNet", "StageAttentionNet"):
-        assert name in str(caught.value) and callable(getattr(getattr(models, name), "forward_from_embedding", None))
+    torch.manual_seed(0)
+    rnn = RNN(dataset=flat_dataset, embedding_dim=8, hidden_dim=8)
+    scores, delta = IntegratedGradients(rnn, steps=32, alpha_rule="gauss_legendre").attribute(
+        **flat_batch, return_convergence_delta=True)  # fmt: skip
+    for key, score in scores.items():
+        assert torch.equal(score[flat_batch[key] == 0], torch.zeros_like(score[flat_batch[key] == 0])), key
+    assert delta.abs().max() < 1e-4
+    XGBoostModel = type("XGBoostModel", (torch.nn.Module,), {})  # stand-in: xgboost is not installed
+    with pytest.raises(TypeError, match="XGBoostModel is a tree ensemble"):
+        IntegratedGradients(XGBoostModel())

@@ -68,7 +68,7 @@ def test_unsupported_methods_are_not_offered_and_say_why(demo_transformer, demo_
     assert explorer.explanation.method == "rollout"
     note = explorer.unsupported.value
     assert "Chefer relevance: needs attention gradients" in note and "only AttentionInterpretable" in note
-    assert "Integrated Gradients: " in note and "forward_from_embedding" in note and "DeepLIFT: " in note
+    assert "Integrated Gradients: " in note and "get_embedding_model" in note and "DeepLIFT: " in note
     with pytest.raises(TraitError):
         explorer.method.value = "chefer"
     assert ExplanationExplorer(demo_transformer, demo_cohort).unsupported.value == ""

@@ -45,6 +45,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..core.exceptions import InexactDeepLiftWarning  # noqa: F401  (its old home; still importable here)
 from ..core.model_state import parameters_require_grad
+from ._recurrent_unroll import unrollable
 
 #: Below this |z_x - z_b| the Rescale secant is replaced by the slope at the midpoint.
 SECANT_TOLERANCE = 1e-10
@@ -140,8 +141,8 @@ class _Bilinear(torch.autograd.Function):
 
 
 def opaque_modules(model: nn.Module) -> set[str]:
-    """Names of ``model``'s modules whose fused kernels no torch function mode can see (RNN, GRU, LSTM)."""
-    return {f"{type(m).__name__} (fused kernel)" for m in model.modules() if isinstance(m, nn.RNNBase)}
+    """Names of ``model``'s fused recurrent kernels that no torch function mode can see and none can unroll."""
+    return {f"{type(m).__name__} (fused kernel)" for m in model.modules() if isinstance(m, nn.RNNBase) and not unrollable(m)}
 
 
 def _tracked(value) -> bool:
@@ -345,5 +346,5 @@ LINEAR_OPS = frozenset(
     expand expand_as repeat tile chunk split unbind cat concat concatenate stack flip roll diagonal
     sum mean cumsum add __add__ __radd__ add_ __iadd__ sub __sub__ __rsub__ sub_ __isub__ neg __neg__
     linear conv1d conv2d dropout masked_fill masked_fill_ where pad embedding_bag squeeze_ unsqueeze_
-    copy_ detach requires_grad_ cpu cuda""".split()
+    copy_ detach requires_grad_ cpu cuda _pack_padded_sequence _pad_packed_sequence""".split()
 )

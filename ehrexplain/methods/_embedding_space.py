@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..core.batch import FeatureBatch, unpack_batch
+from ._embedding_hook import embedding_layer, forward_substituted, refusal
 
 #: Default baseline id for token features: PyHealth's UNK token.
 UNK_TOKEN_ID = 1
@@ -27,23 +28,14 @@ CONTINUOUS_BASELINE = 1e-2
 
 def embedding_support(model: nn.Module) -> str | None:
     """Why ``model`` cannot be explained in embedding space (``"needs ..."``), or ``None`` when it can."""
-    missing = [name for name in ("forward_from_embedding", "get_embedding_model") if not callable(getattr(model, name, None))]
-    if missing:
-        return (
-            f"needs {type(model).__name__} to implement {missing}; "
-            "PyHealth 2.1's MLP, Transformer, StageNet and StageAttentionNet do (its RNN does not). "
-            "For purely continuous inputs pass use_embeddings=False."
-        )
-    if model.get_embedding_model() is None:
-        return f"needs the embedding module, but {type(model).__name__}.get_embedding_model() returned None"
-    return None
+    return refusal(model, "this method")
 
 
 def check_embedding_support(model: nn.Module, method: str) -> None:
-    """Raise ``TypeError`` naming what ``model`` lacks for embedding-space attribution."""
-    problem = embedding_support(model)
-    if problem:
-        raise TypeError(f"{method}(use_embeddings=True) {problem}")
+    """Raise ``TypeError`` naming why ``method`` cannot run ``model`` with substituted embeddings."""
+    reason = refusal(model, method)
+    if reason:
+        raise TypeError(reason)
 
 
 def default_baseline(batch: FeatureBatch, use_embeddings: bool) -> dict[str, torch.Tensor]:
@@ -104,7 +96,12 @@ class AttributionSpace:
         inputs / baselines: per key, ``x`` and ``b`` (embedded for token keys when
             ``use_embeddings``; raw otherwise), detached.
         embedded_keys: keys that were embedded before comparison.
-        use_embeddings: run the model from embeddings (``forward_from_embedding``).
+        use_embeddings: run the model from embeddings.
+        fast_path: call the model's ``forward_from_embedding`` instead of its own ``forward`` with
+            the embedding layer's output substituted (the default: every model keeps its own
+            reshaping, masking and pooling). Equal results; kept to compare the two in tests and bench.
+        bare_keys: keys the caller passed as a bare tensor, passed on as one to the model's own
+            ``forward`` (RETAIN, GCN, EHRMamba, ... read a tuple there differently).
     """
 
     batch: FeatureBatch
@@ -112,6 +109,8 @@ class AttributionSpace:
     baselines: dict[str, torch.Tensor]
     embedded_keys: frozenset[str]
     use_embeddings: bool
+    fast_path: bool = False
+    bare_keys: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, model: nn.Module, data: dict, baseline: dict | None, use_embeddings: bool) -> "AttributionSpace":
@@ -127,11 +126,12 @@ class AttributionSpace:
         baselines = {key: value.float() for key, value in baselines.items()}
         embedded = frozenset(batch.token_keys if use_embeddings else ())
         if embedded:
-            embed = model.get_embedding_model()
+            embed = embedding_layer(model)
             with torch.no_grad():
                 inputs.update(embed({key: batch.values[key] for key in embedded}))
                 baselines.update(embed({key: baselines[key].long() for key in embedded}))
-        return cls(batch, inputs, baselines, embedded, use_embeddings)
+        bare = frozenset(key for key in batch.values if isinstance(data[key], torch.Tensor))
+        return cls(batch, inputs, baselines, embedded, use_embeddings, bare_keys=bare)
 
     @property
     def batch_size(self) -> int:
@@ -148,25 +148,36 @@ class AttributionSpace:
         Masks, times and other tuple parts are taken from sample ``rows[i]``.
         """
         model = self.batch.model
+        device = rows.device
         if not self.use_embeddings:
-            return self._finite(model(**self.batch.forward_kwargs(points, rows))["logit"], rows)
-        raw = [key for key in points if key not in self.embedded_keys]
-        if raw:  # continuous features are attributed in raw space, embedded here
-            points = {**points, **model.get_embedding_model()({key: points[key] for key in raw})}
-        kwargs = self.batch.forward_kwargs(points, rows)
+            return self._finite(forward_substituted(model, self._own_kwargs(points, rows), {}, {}, len(rows), device), rows)
+        raw = {key: point for key, point in points.items() if key not in self.embedded_keys}
+        embedded = {key: point for key, point in points.items() if key in self.embedded_keys}
         try:
-            logits = model.forward_from_embedding(**kwargs)["logit"]
+            if self.fast_path:
+                if raw:  # continuous features are attributed in raw space, embedded here
+                    embedded = {**embedded, **embedding_layer(model)(raw)}
+                logits = model.forward_from_embedding(**self.batch.forward_kwargs(embedded, rows))["logit"]
+            else:  # the model's own forward embeds the token ids, and the hook swaps in the points
+                ids = {key: self.batch.values[key][rows] for key in embedded}
+                logits = forward_substituted(model, self._own_kwargs(raw, rows), embedded, ids, len(rows), device)
         except (ValueError, RuntimeError) as error:  # the model's own limits, named for the user
             if type(error) not in (ValueError, RuntimeError):
                 raise  # specific subclasses (out of memory, ...) speak for themselves
             shapes = {key: tuple(point.shape) for key, point in points.items()}
+            entry = "forward_from_embedding" if self.fast_path else "forward (embeddings substituted)"
             message = (
-                f"{type(model).__name__}.forward_from_embedding failed on the embedded inputs {shapes}: {error} "
+                f"{type(model).__name__}.{entry} failed on the embedded inputs {shapes}: {error} "
                 "(the model's own code raised this; a model may not support every feature type, e.g. "
                 "PyHealth's MLP has no nested-sequence path from embeddings)"
             )
             raise type(error)(message) from error
         return self._finite(logits, rows)
+
+    def _own_kwargs(self, values: dict[str, torch.Tensor], rows: torch.Tensor) -> dict:
+        """:meth:`FeatureBatch.forward_kwargs` in the caller's layout, for the model's own ``forward``."""
+        kwargs = self.batch.forward_kwargs(values, rows)
+        return {key: parts[0] if key in self.bare_keys else parts for key, parts in kwargs.items()}
 
     def _finite(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``logits``, or a ``ValueError`` naming the samples whose prediction is NaN or infinite."""

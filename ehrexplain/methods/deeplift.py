@@ -21,7 +21,7 @@ Algorithm:
 Exactness invariant: exact local rules compose exactly through the chain rule,
 so ``Σ attributions = f(x) - f(b)`` up to float rounding on every model built
 from linear, elementwise, product, softmax and layer-norm ops (PyHealth's MLP,
-Transformer, StageAttentionNet). Ops without an exact rule (fused RNN kernels,
+Transformer, StageAttentionNet; RNN, GRU and LSTM layers run unrolled, ``_recurrent_unroll``). Ops without an exact rule (LSTM projections,
 max, ...) keep their plain gradient and are named in an
 ``InexactDeepLiftWarning``. The remaining gap, the convergence delta, is
 returned on request and never hidden; forcing completeness by rescaling is an
@@ -33,6 +33,7 @@ exact on ReLU networks but not through softmax, layer norm or attention.
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 
 import torch
 
@@ -42,6 +43,7 @@ from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
 from ._deeplift_rules import MULTIPLIER_RULES, multiplier_rules, opaque_modules
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, embedding_support, sample_totals, target_logit
+from ._recurrent_unroll import unrolled_recurrences
 from .registry import register_method
 
 
@@ -122,7 +124,8 @@ class DeepLift(Interpreter):
         """Gradient at the input rows of a joint ``[x; b]`` pass under the chosen multiplier rule."""
         inputs = {key: x.clone().requires_grad_(True) for key, x in space.inputs.items()}
         stacked = {key: torch.cat([inputs[key], space.baselines[key]]) for key in inputs}
-        with multiplier_rules(self.model, 2 * len(rows), self.multiplier_rule) as rules:
+        unrolled = unrolled_recurrences(self.model) if self.multiplier_rule == "exact" else nullcontext()
+        with unrolled, multiplier_rules(self.model, 2 * len(rows), self.multiplier_rule) as rules:
             logits = space.forward(stacked, torch.cat([rows, rows]))
         if self.multiplier_rule == "exact":
             inexact = rules.inexact | opaque_modules(self.model)

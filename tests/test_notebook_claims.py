@@ -55,6 +55,21 @@ def test_chefer_notebook_refuses_an_agreement_claim_that_no_longer_holds(monkeyp
     assert "agree only partly" in source
 
 
+def test_deeplift_notebook_refuses_a_comparison_that_no_longer_holds(monkeypatch):
+    """A qualitative claim: the exact rules agree with IG better than the fallback. Perturbed rank correlation
+    (the same for both rules) makes that comparison false, and the notebook must stop where it states it."""
+    real = scipy.stats.spearmanr
+
+    def constant_agreement(a, b, *args, **kwargs):
+        result = real(a, b, *args, **kwargs)
+        return type("Result", (), {"statistic": 0.5, "pvalue": result.pvalue})()
+
+    monkeypatch.setattr(scipy.stats, "spearmanr", constant_agreement)
+    source, error = run_until_an_error("05_deeplift.ipynb")
+    assert isinstance(error, ClaimError), error
+    assert "Rank agreement with IG" in source and "a > b (a = 0.5, b = 0.5)" in str(error)
+
+
 def test_synthetic_notebook_refuses_a_model_above_its_ceiling(monkeypatch):
     """Perturbed AUROC of the model (1.0): 'the noise-free score is the ceiling' becomes false."""
     import ehrexplain.data as data
@@ -137,7 +152,7 @@ SOLUTION = r"<summary>Solutions?</summary>\s*```python\n(.*?)```"
     "notebook",
     ["00_quickstart.ipynb", "01_synthetic_ehr_and_models.ipynb", "02_attention_rollout.ipynb",
      "03_chefer_relevance.ipynb", "04_integrated_gradients.ipynb", "05_deeplift.ipynb", "06_split_interface.ipynb",
-     "08_your_own_data.ipynb"],
+     "07_comparing_and_evaluating.ipynb", "08_your_own_data.ipynb"],
 )
 def test_the_shown_solutions_pass_every_checker_and_the_placeholders_do_not(notebook, capsys):
     """Run the notebook as stored (placeholders), then its shown solutions, then every checker cell again."""

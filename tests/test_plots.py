@@ -19,7 +19,7 @@ from ehrexplain.viz import (
     plot_patient_timeline,
     plot_rollout_matrix,
 )
-from ehrexplain.viz.plots import NEGATIVE_COLOR, POSITIVE_COLOR, UNSIGNED_COLOR
+from ehrexplain.viz.plots import GROUND_TRUTH_LEGEND, NEGATIVE_COLOR, POSITIVE_COLOR, UNSIGNED_COLOR
 
 CODES = ["C01", "C02", "C03", "C04"]
 SCORES = [0.2, -0.9, 0.5, 0.05]
@@ -165,6 +165,23 @@ def test_rollout_matrix():
         plot_rollout_matrix(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"length 2.*length 3"):
         plot_rollout_matrix(matrix, tokens=["a", "b"])
+
+
+def test_every_star_has_a_legend_that_says_what_it_marks():
+    with_truth = plot_code_attributions(["C01", "C02"], [0.9, -0.2], ground_truth={"C01"})
+    assert [t.get_text() for t in with_truth.legends[0].get_texts()] == [GROUND_TRUTH_LEGEND]
+    compared = plot_method_comparison(["C01", "C02"], {"a": [0.9, 0.1], "b": [0.2, 0.3]}, ground_truth={"C02"})
+    assert len(compared.legends) == 1  # once for the figure, not once per panel
+    assert not plot_code_attributions(["C01", "C02"], [0.9, -0.2]).legends  # no ★, no legend
+
+
+def test_rollout_matrix_outlines_the_explained_row():
+    fig = plot_rollout_matrix(np.eye(3), tokens=["C01", "C02", "C03"], marked_row=0)
+    ax = fig.axes[0]
+    (outline,) = [p for p in ax.patches if not p.get_fill()]
+    assert (outline.get_y(), outline.get_width(), outline.get_height()) == (-0.5, 3, 1)  # row 0, all columns
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["row 0: the explanation"]
+    assert not plot_rollout_matrix(np.eye(3)).axes[0].patches[1:]  # nothing outlined unless asked
 
 
 def test_attention_maps_grid():

@@ -99,6 +99,30 @@ def _draw_bars(ax, labels, values, truth, signed, show_labels=True) -> None:
     if signed:
         ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("attribution (red raises, blue lowers the prediction)" if signed else "importance")
+    if show_labels and np.any(truth):
+        _ground_truth_legend(ax)
+
+
+#: The legend entry that says what the ★ in front of a label means.
+GROUND_TRUTH_LEGEND = "planted driver, the ground truth (bold label)"
+
+
+def _ground_truth_legend(ax) -> None:
+    """A legend naming the ★ marker (labels carry it; the legend says what it means)."""
+    from matplotlib.lines import Line2D
+
+    marker = Line2D([], [], linestyle="none", marker=f"${GROUND_TRUTH_MARK}$", color="black", label=GROUND_TRUTH_LEGEND)
+    _legend_below(ax, [marker])
+
+
+def _legend_below(ax, handles) -> None:
+    """A legend under the figure, clear of ticks and bars; inside the axes where the figure has no constrained layout."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    if isinstance(ax.figure.get_layout_engine(), ConstrainedLayoutEngine):
+        ax.figure.legend(handles=handles, loc="outside upper left", frameon=False, fontsize="small")
+    else:
+        ax.legend(handles=handles, loc="best", fontsize="small")
 
 
 # --------------------------------------------------------------------------- bars
@@ -265,7 +289,7 @@ def _token_ticks(ax, tokens, size: int, name: str) -> None:
 
 
 def plot_rollout_matrix(matrix, *, tokens=None, title="Attention rollout", ax=None,
-                        colorbar_label="share of the source token"):
+                        colorbar_label="share of the source token", marked_row=None):
     """Heat map of a ``[seq, seq]`` rollout (or relevance) matrix.
 
     Row ``i`` shows how much query token ``i`` draws from each source token (columns).
@@ -276,25 +300,40 @@ def plot_rollout_matrix(matrix, *, tokens=None, title="Attention rollout", ax=No
         title: Axes title.
         ax: Axes to draw into; a new Figure when ``None``.
         colorbar_label: what the colours measure (a relevance matrix is not a share).
+        marked_row: a row to outline, with a legend entry (the row a model predicts from is the explanation).
 
     Returns:
         The Figure.
 
     Example:
-        >>> fig = plot_rollout_matrix([[1.0, 0.0], [0.5, 0.5]], tokens=["CLS", "C01"])
+        >>> fig = plot_rollout_matrix([[1.0, 0.0], [0.5, 0.5]], tokens=["CLS", "C01"], marked_row=0)
+        >>> fig.legends[0].get_texts()[0].get_text()
+        'row 0: the explanation'
         >>> fig.axes[0].images[0].get_array().tolist()
         [[1.0, 0.0], [0.5, 0.5]]
     """
     array = _square(matrix, "matrix")
-    fig, ax = _figure_and_axes(ax, figsize=(1.5 + 0.35 * len(array), 1.0 + 0.35 * len(array)))
+    fig, ax = _figure_and_axes(ax, figsize=(3.0 + 0.6 * len(array), 2.5 + 0.6 * len(array)))
     image = ax.imshow(array, cmap="viridis", vmin=0.0 if array.min() >= 0 else None)
     _token_ticks(ax, tokens, len(array), "matrix rows")
     ax.set_xlabel("source token")
     ax.set_ylabel("query token")
     fig.colorbar(image, ax=ax, label=colorbar_label)
+    if marked_row is not None:
+        _outline_row(ax, int(marked_row), len(array))
     if title:
         ax.set_title(title)
     return fig
+
+
+def _outline_row(ax, row: int, size: int) -> None:
+    """Outline ``row`` of a heat map in red and name it in a legend."""
+    from matplotlib.patches import Rectangle
+
+    outline = Rectangle((-0.5, row - 0.5), size, 1, fill=False, edgecolor="red", linewidth=2.5,
+                        label=f"row {row}: the explanation")
+    ax.add_patch(outline)
+    _legend_below(ax, [outline])
 
 
 def _attention_layers(attentions) -> list[np.ndarray]:

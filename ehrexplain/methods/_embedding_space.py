@@ -97,9 +97,12 @@ class AttributionSpace:
             ``use_embeddings``; raw otherwise), detached.
         embedded_keys: keys that were embedded before comparison.
         use_embeddings: run the model from embeddings.
-        fast_path: call the model's ``forward_from_embedding`` instead of its own ``forward`` with
-            the embedding layer's output substituted (the default: every model keeps its own
-            reshaping, masking and pooling). Equal results; kept to compare the two in tests and bench.
+        fast_path: call the model's ``forward_from_embedding`` (the default where the model has one:
+            the numbers of earlier releases); otherwise run the model's own ``forward`` with the
+            embedding layer's output substituted, so every model keeps its own reshaping, masking
+            and pooling. The two agree on the demo Transformer (``tests/test_embedding_hook.py``), except
+            that a model which derives its mask from embedded values (PyHealth's Transformer) sees an
+            all-padding baseline as masked out on the hook path.
         bare_keys: keys the caller passed as a bare tensor, passed on as one to the model's own
             ``forward`` (RETAIN, GCN, EHRMamba, ... read a tuple there differently).
     """
@@ -131,7 +134,8 @@ class AttributionSpace:
                 inputs.update(embed({key: batch.values[key] for key in embedded}))
                 baselines.update(embed({key: baselines[key].long() for key in embedded}))
         bare = frozenset(key for key in batch.values if isinstance(data[key], torch.Tensor))
-        return cls(batch, inputs, baselines, embedded, use_embeddings, bare_keys=bare)
+        fast = callable(getattr(model, "forward_from_embedding", None))  # the model's own entry, where it has one
+        return cls(batch, inputs, baselines, embedded, use_embeddings, fast_path=fast, bare_keys=bare)
 
     @property
     def batch_size(self) -> int:

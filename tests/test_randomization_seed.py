@@ -28,3 +28,17 @@ def test_result_records_both_seeds(transformer, flat_batch):
     result = randomization_check(transformer, "rollout", flat_batch, seed=3)
     assert (result.seed, result.generator_seed) == (3, randomization_generator_seed(3))
     assert len({randomization_generator_seed(s) for s in range(1000)} | set(range(1000))) == 2000
+
+
+def test_public_copy_is_the_one_the_check_explains(transformer, flat_batch):
+    from ehrexplain.evaluation import randomized_copy, rank_correlation
+    from ehrexplain.methods import make_interpreter
+
+    result = randomization_check(transformer, "rollout", flat_batch, seed=5)
+    trained = make_interpreter("rollout", transformer).attribute(**flat_batch)
+    random = make_interpreter("rollout", randomized_copy(transformer, seed=5)).attribute(**flat_batch)
+    masks = {key: (flat_batch[key] != 0).long() for key in trained}
+    rho = rank_correlation(trained, random, masks)
+    assert torch.allclose(rho, result.per_sample, equal_nan=True)
+    other = make_interpreter("rollout", randomized_copy(transformer, seed=6)).attribute(**flat_batch)
+    assert not torch.allclose(rank_correlation(trained, other, masks), result.per_sample, equal_nan=True)

@@ -19,6 +19,7 @@ from .metrics import (
     insertion_curve,
     method_agreement,
     randomization_check,
+    randomized_copy,
     rank_correlation,
     signal_recovery,
     sufficiency,
@@ -27,5 +28,5 @@ from .metrics import (
 __all__ = [
     "PatientExplanation", "explain_patient",
     "PERCENTAGES", "RandomizationResult", "area_under_curve", "compare", "comprehensiveness", "deletion_curve",
-    "insertion_curve", "method_agreement", "randomization_check", "rank_correlation", "signal_recovery", "sufficiency",
+    "insertion_curve", "method_agreement", "randomization_check", "randomized_copy", "rank_correlation", "signal_recovery", "sufficiency",
 ]

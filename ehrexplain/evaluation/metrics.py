@@ -264,6 +264,18 @@ def _randomized_copy(model, seed: int):
     return clone, memo
 
 
+def randomized_copy(model, seed: int = 0):
+    """The random copy ``randomization_check(..., seed=seed)`` explains: ``model`` deep-copied, every weight re-drawn.
+
+    ``model`` and the caller's random generator are left untouched, so the copy is the same at every call.
+
+    Example:
+        >>> # random_model = randomized_copy(model, seed=0)
+        >>> # make_interpreter("rollout", random_model).attribute(**batch)  # the check's "randomized attributions"
+    """
+    return _randomized_copy(model, seed)[0]
+
+
 def _build(method, model, options: dict):
     from ..methods import make_interpreter
 
@@ -405,4 +417,4 @@ def _aggregate(columns: dict) -> dict:
 
 __all__ = ["PERCENTAGES", "RandomizationResult", "area_under_curve", "compare", "comprehensiveness", "deletion_curve",
            "insertion_curve", "method_agreement", "randomization_check", "randomization_generator_seed",
-           "rank_correlation", "signal_recovery", "sufficiency"]
+           "randomized_copy", "rank_correlation", "signal_recovery", "sufficiency"]

@@ -30,7 +30,7 @@ lab: $(STAMP)
 test: unit notebooks browser
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests --ignore=tests/browser
+	$(PY) -m pytest -q --doctest-modules ehrexplain tests --ignore=tests/browser
 
 # JupyterLab and exported pages in the system Chromium (Playwright drives it; no downloaded browser).
 CHROMIUM := $(or $(EHREXPLAIN_CHROMIUM),$(shell command -v chromium 2>/dev/null),$(wildcard /usr/bin/chromium))

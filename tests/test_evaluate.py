@@ -105,6 +105,11 @@ def test_area_under_curve_is_the_trapezoid():
     assert area_under_curve(fractions, curve).tolist() == [0.5, 0.25]
 
 
+def test_area_under_curve_names_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"curve \[n_points, B\] and fractions \[n_points\]; got curve \(1, 2\) and fractions \(2,\)"):
+        area_under_curve(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, 0.0]]))
+
+
 def test_method_agreement_is_symmetric_with_unit_diagonal(transformer, flat_batch, loo):
     methods = {"loo": loo, "noise": {k: torch.rand(flat_batch[k].shape) for k in KEYS}, "negated": {k: -v for k, v in loo.items()}}
     table = method_agreement(methods, real(flat_batch))

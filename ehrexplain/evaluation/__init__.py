@@ -4,7 +4,7 @@ they use (:mod:`.perturbation`) and one patient's explanation (:mod:`.explanatio
 Example:
     >>> from ehrexplain.evaluation import area_under_curve
     >>> import torch
-    >>> float(area_under_curve(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, 0.0]]))[0])
+    >>> float(area_under_curve(torch.tensor([0.0, 1.0]), torch.tensor([[1.0], [0.0]]))[0])
     0.5
 """
 

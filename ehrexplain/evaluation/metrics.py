@@ -121,6 +121,9 @@ def area_under_curve(fractions: torch.Tensor, curve: torch.Tensor) -> torch.Tens
         >>> area_under_curve(torch.tensor([0.0, 1.0]), torch.tensor([[1.0], [0.0]]))
         tensor([0.5000])
     """
+    if curve.dim() != 2 or fractions.dim() != 1 or curve.shape[0] != fractions.shape[0]:
+        raise ValueError(f"area_under_curve needs curve [n_points, B] and fractions [n_points]; got curve "
+                         f"{tuple(curve.shape)} and fractions {tuple(fractions.shape)}")
     return torch.trapezoid(curve, fractions.to(curve.dtype), dim=0)
 
 

@@ -93,7 +93,7 @@ def attention_support(needs_gradients: bool):
     """A ``supports(model)`` for :func:`~ehrexplain.methods.register_method`: the reason attention cannot be captured.
 
     Example:
-        >>> attention_support(False)(torch.nn.Linear(2, 2))[:44]
+        >>> attention_support(False)(torch.nn.Linear(2, 2))[:45]
         'needs attention maps, but Linear neither uses'
     """
 

@@ -11,7 +11,7 @@ Example:
     >>> from ehrexplain.methods import method_spec
     >>> spec = method_spec("integrated_gradients")
     >>> spec.label, spec.signed, spec.has_delta, spec.options["steps"].where
-    ('Integrated Gradients', True, True, 'init')
+    ('Integrated Gradients', True, True, 'both')
 """
 
 from __future__ import annotations

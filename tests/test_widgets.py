@@ -186,3 +186,16 @@ def test_static_view_follows_the_current_state(demo_transformer, demo_cohort):
     explorer.patient.value = 1000
     broken = explorer._repr_mimebundle_()
     assert "image/png" not in broken and "out of range" in broken["text/html"] and "<img" not in broken["text/html"]
+
+
+def test_explorer_labels_carry_the_cohorts_code_names_and_the_title_names_the_patient(demo_transformer, demo_cohort):
+    explorer = ExplanationExplorer(demo_transformer, demo_cohort, index=5)
+    ticks = [t.get_text().replace("\n", " ") for t in explorer.figure.axes[0].get_yticklabels()]
+    shown = [explorer.explanation.codes[i] for i in explorer.shown]
+    assert len(ticks) == len(shown) > 0
+    for code in shown:
+        assert any(f"{code} — {demo_cohort.code_names[code]}" in tick for tick in ticks), (code, ticks)
+    assert explorer.figure.axes[0].get_title() == "Patient 5: Attention Rollout"
+    name = demo_cohort.code_names[shown[0]]
+    explorer.search.value = name[2:].upper()  # search finds codes by their name too
+    assert shown[0] in [explorer.explanation.codes[i] for i in explorer.shown]

@@ -56,6 +56,12 @@ class _CachedExplainer:
 
     def __init__(self, model, cohort):
         self.model, self.cohort, self.cache = model, as_source(cohort), {}
+        self.names = dict(getattr(cohort, "code_names", None) or {})  # a synthetic Cohort's own names
+
+    def label(self, explanation, i: int) -> str:
+        """Label of code ``i`` with its readable name (``"drugs: C10AA05 — atorvastatin"``) when one is known."""
+        label, name = explanation.labels[i], self.names.get(explanation.codes[i])
+        return label if not name or label.endswith(name) else f"{label} — {name}"
 
     def __call__(self, index, method, **options):
         key = (index, method, tuple(sorted(options.items())))
@@ -181,8 +187,8 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
 
     def _page_of_codes(self) -> tuple[list[int], int]:
         """Indices of the current page's codes (search matches, largest ``|score|`` first) and the match count."""
-        labels, scores = self.explanation.labels, self.explanation.scores
-        query = self.search.value.strip().lower()
+        scores, query = self.explanation.scores, self.search.value.strip().lower()
+        labels = [self.explain.label(self.explanation, i) for i in range(len(scores))]
         matching = sorted((i for i, label in enumerate(labels) if query in label.lower()), key=lambda i: -abs(scores[i]))
         self.page.max = max(1, math.ceil(len(matching) / PAGE_SIZE))
         start = (self.page.value - 1) * PAGE_SIZE
@@ -201,13 +207,14 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
         self.page_info.value = html.escape(
             f"codes {first + 1}–{first + len(self.shown)}{of}, largest |score| first" if self.shown
             else f"no code matches {query!r}")  # fmt: skip
-        labels = [textwrap.fill(explanation.labels[i], LABEL_WIDTH) for i in self.shown]
+        labels = [textwrap.fill(self.explain.label(explanation, i), LABEL_WIDTH) for i in self.shown]
         lines = sum(label.count("\n") + 1 for label in labels)
         self.figure = Figure(figsize=(8, 0.9 + 0.16 * lines + 0.12 * len(labels)), layout="constrained")
         truth = None if explanation.ground_truth is None else explanation.ground_truth[self.shown]
         plot_code_attributions(
             labels, explanation.scores[self.shown], ground_truth=truth, signed=explanation.signed,
-            title=METHOD_LABELS.get(explanation.method, explanation.method), ax=self.figure.add_subplot(),
+            title=f"Patient {explanation.index}: {METHOD_LABELS.get(explanation.method, explanation.method)}",
+            ax=self.figure.add_subplot(),
         )  # fmt: skip
         self.image.value = figure_png(self.figure)
 

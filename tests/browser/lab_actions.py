@@ -107,3 +107,19 @@ def widget_views(page, name: str | None = None) -> dict:
 def notebook_text(page) -> str:
     """The visible text of the current notebook tab."""
     return page.inner_text(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+
+
+#: JavaScript: the figures (PNG outputs) the notebook's model holds, and how many the page drew with real pixels.
+_FIGURES = f"""(name) => {{
+  {_PANEL}
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+  const outputs_of = c => Array.from({{length: c.model.outputs.length}}, (_, i) => c.model.outputs.get(i));
+  const stored = cells.flatMap(outputs_of).filter(o => o.data && o.data['image/png']).length;
+  const images = [...panel.node.querySelectorAll('.jp-OutputArea-output .jp-RenderedImage img')];
+  return {{stored, drawn: images.filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0).length}};
+}}"""
+
+
+def figures(page, name: str | None = None) -> dict:
+    """Counts of the notebook's PNG figures: stored in its outputs, and drawn on the page."""
+    return page.evaluate(_FIGURES, name)

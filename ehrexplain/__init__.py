@@ -3,10 +3,19 @@
 Importing ``ehrexplain`` is cheap; PyHealth (slow to import) is loaded the first
 time an interpreter is used.
 
+In the docstring examples, ``model`` is a trained PyHealth Transformer, ``cohort`` the synthetic
+cohort it was trained on and ``batch`` eight held-out patients as a PyHealth dataloader yields them:
+the notebooks' demo, ``d = ehrexplain.data.demo(); model, cohort = d.model, d.cohort;
+batch = cohort.batch(d.test[:8])``.
+
 Example:
     >>> import ehrexplain
-    >>> # rollout = ehrexplain.AttentionRollout(trained_transformer)
-    >>> # scores = rollout(**batch)
+    >>> rollout = ehrexplain.AttentionRollout(model)
+    >>> scores = rollout(**batch)                      # one score per input token, per feature key
+    >>> {key: tuple(value.shape) for key, value in scores.items()}
+    {'conditions': (8, 11), 'procedures': (8, 3), 'drugs': (8, 6)}
+    >>> bool(scores["conditions"].sum(-1).allclose(torch.ones(8)))   # rollout shares out 1 per key
+    True
 """
 
 from importlib import import_module

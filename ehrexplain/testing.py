@@ -190,8 +190,14 @@ class ForwardOnlyModel(nn.Module, AttentionInterpretable):
     methods raise a ``TypeError`` that names what is missing.
 
     Example:
-        >>> # AttentionRollout(ForwardOnlyModel(trained_transformer))(**batch)  # fine
-        >>> # CheferRelevance(ForwardOnlyModel(trained_transformer))  # TypeError
+        >>> from ehrexplain import AttentionRollout, CheferRelevance
+        >>> forward_only = ForwardOnlyModel(model)
+        >>> AttentionRollout(forward_only)(**batch)["conditions"].shape   # fine
+        torch.Size([8, 11])
+        >>> CheferRelevance(forward_only)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: CheferRelevance needs attention gradients, but ForwardOnlyModel is only AttentionInterpretable ...
     """
 
     def __init__(self, model: nn.Module):
@@ -224,9 +230,14 @@ def tolerance_passes():
     Reads the counter the tolerance engine keeps itself (``methods._ig_tolerance.PASSES``).
 
     Example:
+        >>> from ehrexplain import IntegratedGradients
         >>> with tolerance_passes() as passes:
-        ...     pass  # IntegratedGradients(model).attribute(**batch, tolerance=1e-3)
-        >>> passes  # e.g. [544, 288] after two passes; none here
+        ...     scores = IntegratedGradients(model).attribute(**batch, tolerance=1e-3)
+        >>> len(passes) >= 1, all(rows > 0 for rows in passes)    # e.g. [136, 160]: two passes
+        (True, True)
+        >>> with tolerance_passes() as passes:
+        ...     pass
+        >>> passes   # none here
         []
     """
     from .methods._ig_tolerance import PASSES

@@ -12,10 +12,16 @@ plain Parquet dataset: ``pandas.read_parquet(out)`` and polars, pyarrow or Dask
 read it as it is.
 
 Example:
-    >>> # from ehrexplain.data import demo
-    >>> # d = demo()
-    >>> # out = explain_cohort(d.model, d.cohort.dataset, "integrated_gradients", out="attr", steps=32)
-    >>> # read_attributions(out).groupby("code").score.mean()
+    >>> import tempfile
+    >>> from ehrexplain.data import demo
+    >>> d = demo()
+    >>> out = explain_cohort(d.model, d.cohort.dataset.subset(d.test), "integrated_gradients", out=tempfile.mkdtemp(),
+    ...                      steps=32, progress=False)
+    >>> sorted(path.name for path in out.iterdir())     # 90 held-out patients in parts of 64
+    ['_manifest.parquet', 'part-000000.parquet', 'part-000001.parquet']
+    >>> means = read_attributions(out).groupby("code").score.mean()
+    >>> set(means.nlargest(3).index) <= set(d.cohort.rule.risk_codes)   # the planted risk codes score highest
+    True
 """
 
 from __future__ import annotations
@@ -68,8 +74,16 @@ def explain_cohort(model, data, method, out, batch_size: int | None = None, clie
             finishes what it left).
 
     Example:
-        >>> # out = explain_cohort(model, cohort.dataset, "deeplift", out="attr", batch_size=128)
-        >>> # table = read_attributions(out)   # sample, patient_id, feature, code, score, delta, ...
+        >>> import tempfile
+        >>> data = cohort.dataset.subset(range(20))
+        >>> out = explain_cohort(model, data, "deeplift", out=tempfile.mkdtemp(), batch_size=8, progress=False)
+        >>> table = read_attributions(out)
+        >>> table.columns.tolist()  # doctest: +NORMALIZE_WHITESPACE
+        ['sample', 'patient_id', 'visit_id', 'feature', 'position', 'inner_position', 'code', 'score', 'delta']
+        >>> table["sample"].nunique(), len(list(out.glob("part-*.parquet")))    # 20 samples in parts of 8
+        (20, 3)
+        >>> explain_cohort(model, data, "deeplift", out=out, batch_size=8, progress=False) == out  # done: no new part
+        True
     """
     out = _checked_out(out)
     interpreter, attribute_options = _interpreter(model, method, options)
@@ -105,7 +119,12 @@ def read_attributions(out) -> pd.DataFrame:
     when the run is unfinished.
 
     Example:
-        >>> # read_attributions("attr").query("feature == 'conditions'").head()
+        >>> import tempfile
+        >>> data = cohort.dataset.subset(range(8))
+        >>> out = explain_cohort(model, data, "rollout", out=tempfile.mkdtemp(), progress=False)
+        >>> conditions = read_attributions(out).query("feature == 'conditions'")
+        >>> conditions.groupby("sample").score.sum().round(6).unique().tolist()   # rollout shares out 1 per key
+        [1.0]
     """
     return read_folder(_checked_out(out))
 

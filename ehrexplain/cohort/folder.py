@@ -17,9 +17,17 @@ a part on disk is one the manifest lists. On claiming, stale temporary files, pa
 does not list and parts whose checksum disagrees are removed (then recomputed).
 
 Example:
-    >>> # with RunFolder(out).claim(settings, schema) as folder:
-    >>> #     folder.write_part(0, table)      # atomically, then recorded in the manifest
-    >>> # read_folder(out)                   # verified parts, in sample order
+    >>> import tempfile
+    >>> from ehrexplain import AttentionRollout
+    >>> from ehrexplain.cohort.table import explain_batch
+    >>> table = explain_batch(AttentionRollout(model), batch, first_index=0, options={})
+    >>> out, settings = Path(tempfile.mkdtemp()), {"method": "rollout", "batch_size": 8, "n_samples": 8}
+    >>> with RunFolder(out).claim(settings, table.schema) as folder:
+    ...     folder.write_part(0, table)      # atomically, then recorded in the manifest
+    >>> sorted(path.name for path in out.iterdir())
+    ['_manifest.parquet', 'part-000000.parquet']
+    >>> len(read_folder(out)) == table.num_rows   # verified parts, in sample order
+    True
 """
 
 from __future__ import annotations

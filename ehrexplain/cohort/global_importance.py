@@ -8,8 +8,15 @@ explanations of clinical models are known to change with the initialisation,
 so a ranking is only worth reading if it survives a reseed.
 
 Example:
-    >>> # table = global_importance(read_attributions("attr"))
-    >>> # table.head()   # feature, code, n_samples, mean_score, mean_abs_score, shrunk_score, rank, ci_low, ci_high
+    >>> import tempfile
+    >>> from ehrexplain.cohort import explain_cohort, read_attributions
+    >>> out = explain_cohort(model, cohort.dataset, "deeplift", out=tempfile.mkdtemp(), progress=False)
+    >>> table = global_importance(read_attributions(out))
+    >>> table.columns.tolist()  # doctest: +NORMALIZE_WHITESPACE
+    ['feature', 'code', 'n_samples', 'n_patients', 'mean_score', 'mean_abs_score', 'shrunk_score', 'rank',
+     'ci_low', 'ci_high']
+    >>> set(cohort.rule.risk_codes) <= set(table.code[:5])   # the three planted risk codes rank in the top five
+    True
 """
 
 from __future__ import annotations

@@ -4,9 +4,12 @@ Padding never becomes a row: token id 0 is PyHealth's padding, and a
 continuous time step is padding where the feature's padding mask says so.
 
 Example:
-    >>> # table = explain_batch(IntegratedGradients(model), batch, first_index=0, options={})
-    >>> # table.column_names[:4]
-    >>> # ['sample', 'patient_id', 'visit_id', 'feature']
+    >>> from ehrexplain import IntegratedGradients
+    >>> table = explain_batch(IntegratedGradients(model), batch, first_index=0, options={})
+    >>> table.column_names[:4]
+    ['sample', 'patient_id', 'visit_id', 'feature']
+    >>> table.num_rows == sum(int((batch[key] != 0).sum()) for key in model.feature_keys)   # one row per real token
+    True
 """
 
 from __future__ import annotations

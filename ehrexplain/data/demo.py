@@ -34,7 +34,6 @@ class Demo:
     test: list[int]
 
 
-@lru_cache(maxsize=None)
 def demo(seed: int = 0, kind: str = "transformer") -> Demo:
     """The series' cohort and trained model for ``seed`` (cached per process).
 
@@ -44,14 +43,22 @@ def demo(seed: int = 0, kind: str = "transformer") -> Demo:
 
     Example:
         >>> d = demo(seed=0)
-        >>> type(d.model).__name__
-        'Transformer'
+        >>> type(d.model).__name__, d is demo(0) is demo()
+        ('Transformer', True)
     """
     if kind not in ("transformer", "mlp"):
         raise ValueError(f"kind must be 'transformer' or 'mlp', got {kind!r}")
+    return _demo(seed, kind)  # one cache entry however the arguments are spelled (demo() is demo(seed=0))
+
+
+@lru_cache(maxsize=None)
+def _demo(seed: int, kind: str) -> Demo:
     cohort, train, test = _cohort_and_split(seed)
     model = train_demo_model(cohort, kind=kind, seed=seed, epochs=EPOCHS, indices=train)
     return Demo(cohort, model, train, test)
+
+
+demo.cache_clear = _demo.cache_clear  # forget the built demos (e.g. to rebuild under another thread count)
 
 
 @lru_cache(maxsize=None)

@@ -17,8 +17,12 @@ Example:
     ['admissionDx.csv.gz', 'diagnosis.csv.gz', 'hospital.csv.gz']
     >>> eicu_code_names()["401.9, I10"]
     'vascular disorders › hypertension'
-    >>> # from pyhealth.datasets import eICUDataset
-    >>> # eICUDataset(root=eicu_demo(), tables=["diagnosis", "medication", "physicalExam"], cache_dir=tmp)
+    >>> import tempfile
+    >>> from pyhealth.datasets import eICUDataset
+    >>> base = eICUDataset(root=eicu_demo(), tables=["diagnosis", "medication", "physicalExam"],
+    ...                    cache_dir=tempfile.mkdtemp())   # reads nothing yet: set_task(task) loads and processes
+    >>> base.tables
+    ['patient', 'diagnosis', 'medication', 'physicalExam']
 """
 
 from __future__ import annotations

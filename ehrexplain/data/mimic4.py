@@ -104,7 +104,18 @@ class Mimic4Truth:
         processors turn token ids back into codes.
 
         Example:
-            >>> # truth.ground_truth(batch, samples)["drugs"]  # 1 where the interacting NDCs sit
+            >>> import tempfile
+            >>> from pyhealth.datasets import create_sample_dataset, get_dataloader
+            >>> from pyhealth.tasks import MortalityPredictionMIMIC4 as Task
+            >>> truth = write_mimic4(tempfile.mkdtemp(), n_patients=20, seed=0)
+            >>> ace, spironolactone = truth.rule.interaction       # two NDCs that only count together
+            >>> rows = [{"patient_id": "1", "conditions": ["I509"], "procedures": ["0DTJ4ZZ"],
+            ...          "drugs": [ace, spironolactone], "mortality": 1},
+            ...         {"patient_id": "2", "conditions": ["I10"], "procedures": ["0DTJ4ZZ"],
+            ...          "drugs": [ace], "mortality": 0}]
+            >>> samples = create_sample_dataset(rows, Task.input_schema, Task.output_schema)  # as set_task gives
+            >>> truth.ground_truth(next(iter(get_dataloader(samples, batch_size=2))), samples)["drugs"].tolist()
+            [[1, 1], [0, 0]]
         """
         vocabs = {key: inverse_vocab(dataset, key) for key in dataset.input_processors}
         missing = [key for key in vocabs if key not in batch]

@@ -36,8 +36,9 @@ class PatientSource:
         ground_truth: ``batch -> {key: 0/1 tensor}`` marking the codes that truly drive the label, or ``None``.
 
     Example:
-        >>> # PatientSource(samples, code_names=eicu_code_names()).code_name("401.9, I10")
-        >>> # 'vascular disorders › hypertension'
+        >>> source = PatientSource(cohort.dataset, code_names={"I50.9": "Heart failure"})
+        >>> len(source), source.code_name("I50.9"), source.code_name("E11.9")   # unnamed codes show as themselves
+        (300, 'Heart failure', 'E11.9')
     """
 
     dataset: object

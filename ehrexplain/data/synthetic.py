@@ -283,11 +283,9 @@ def train_demo_model(
     0.77-0.89 over s=0..4 (the noise-free score itself reaches about 0.96).
 
     Example:
-        >>> cohort = make_cohort(300)
-        >>> train, test = cohort.split(0.3)
-        >>> model = train_demo_model(cohort, indices=train)
-        >>> model_auroc(model, cohort, test) > 0.75
-        True
+        >>> small = make_cohort(60)     # the module example trains the 300-patient model and checks its AUROC
+        >>> [type(train_demo_model(small, kind=kind, epochs=1)).__name__ for kind in ("transformer", "mlp")]
+        ['Transformer', 'MLP']
     """
     from pyhealth.models import MLP, StageAttentionNet, Transformer
 

@@ -4,7 +4,12 @@ PyHealth's ``Trainer`` works too; this loop exists so that tests and notebooks
 train a tiny model in seconds with a fixed seed and no logging or checkpoints.
 
 Example:
-    >>> # model = train_model(Transformer(dataset=ds, embedding_dim=32), ds, epochs=5, seed=0)
+    >>> from pyhealth.models import Transformer
+    >>> from ehrexplain.data import make_cohort
+    >>> ds = make_cohort(n_patients=40, seed=0).dataset
+    >>> model = train_model(Transformer(dataset=ds, embedding_dim=16), ds, epochs=2, seed=0)
+    >>> model.training       # trained, then handed back in eval mode
+    False
 """
 
 from __future__ import annotations

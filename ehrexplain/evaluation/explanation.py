@@ -5,10 +5,11 @@ run an interpreter, and line the scores up with readable codes (and with the
 planted ground truth when the cohort knows it).
 
 Example:
-    >>> # from ehrexplain.synthetic import make_cohort, train_demo_model
-    >>> # cohort = make_cohort(seed=0); model = train_demo_model(cohort)
-    >>> # explanation = explain_patient(model, cohort, 3, "integrated_gradients", steps=32)
-    >>> # explanation.labels[:3], explanation.delta
+    >>> explanation = explain_patient(model, cohort, 3, "integrated_gradients", steps=32)
+    >>> explanation.labels[:3], len(explanation.scores) == len(explanation.labels)
+    (['conditions: M81.0', 'conditions: K21.9', 'conditions: H25.9'], True)
+    >>> explanation.relative_delta < 0.1     # the scores add up to f(x) - f(baseline) within 10 %
+    True
 """
 
 from __future__ import annotations

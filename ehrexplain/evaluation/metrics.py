@@ -20,7 +20,11 @@ Conventions:
        token, with a ``RuntimeWarning``.
 
 Example:
-    >>> # comprehensiveness(model, batch, AttentionRollout(model).attribute(**batch)).mean()
+    >>> from ehrexplain import AttentionRollout, IntegratedGradients
+    >>> rollout = comprehensiveness(model, batch, AttentionRollout(model).attribute(**batch))
+    >>> ig = comprehensiveness(model, batch, IntegratedGradients(model).attribute(**batch))
+    >>> rollout.shape, bool(ig.mean() > rollout.mean())   # per patient; IG's top tokens matter more
+    (torch.Size([8]), True)
 """
 
 from __future__ import annotations
@@ -55,7 +59,10 @@ def comprehensiveness(model, batch: dict, attributions: dict, percentages: Seque
     Higher is better: removing what the explanation calls important should hurt.
 
     Example:
-        >>> # comprehensiveness(model, batch, IntegratedGradients(model).attribute(**batch))
+        >>> from ehrexplain import IntegratedGradients
+        >>> scores = IntegratedGradients(model).attribute(**batch)
+        >>> comprehensiveness(model, batch, scores, percentages=[10, 50]).shape   # one mean over k per patient
+        torch.Size([8])
     """
     ks = _check_percentages(percentages)
     return _comprehensiveness(Perturber(model, batch, attributions), ks)
@@ -67,7 +74,12 @@ def sufficiency(model, batch: dict, attributions: dict, percentages: Sequence[fl
     Lower is better: the top tokens alone should keep the prediction.
 
     Example:
-        >>> # sufficiency(model, batch, CheferRelevance(model).attribute(**batch))
+        >>> from ehrexplain import CheferRelevance
+        >>> scores = CheferRelevance(model).attribute(**batch)
+        >>> sufficiency(model, batch, scores).shape
+        torch.Size([8])
+        >>> bool((sufficiency(model, batch, scores, percentages=[100]) == 0).all())   # keeping all keeps p(x)
+        True
     """
     ks = _check_percentages(percentages)
     return _sufficiency(Perturber(model, batch, attributions), ks)
@@ -79,7 +91,10 @@ def deletion_curve(model, batch: dict, attributions: dict, n_points: int = 11):
     Fraction 0 is the full input, 1 the empty (all-padding) one. Lower area is better.
 
     Example:
-        >>> # area_under_curve(*deletion_curve(model, batch, scores, n_points=5))
+        >>> from ehrexplain import AttentionRollout
+        >>> fractions, probs = deletion_curve(model, batch, AttentionRollout(model).attribute(**batch), n_points=5)
+        >>> fractions.tolist(), probs.shape, area_under_curve(fractions, probs).shape
+        ([0.0, 0.25, 0.5, 0.75, 1.0], torch.Size([5, 8]), torch.Size([8]))
     """
     _check_n_points(n_points)
     return _curve(Perturber(model, batch, attributions), n_points, insertion=False)
@@ -89,7 +104,11 @@ def insertion_curve(model, batch: dict, attributions: dict, n_points: int = 11):
     """Like :func:`deletion_curve`, inserting the top tokens into an empty input. Higher area is better.
 
     Example:
-        >>> # fractions, probs = insertion_curve(model, batch, scores)
+        >>> from ehrexplain import AttentionRollout
+        >>> scores = AttentionRollout(model).attribute(**batch)
+        >>> fractions, probs = insertion_curve(model, batch, scores)
+        >>> probs.shape, bool(probs[-1].equal(deletion_curve(model, batch, scores)[1][0]))   # ends at the full input
+        (torch.Size([11, 8]), True)
     """
     _check_n_points(n_points)
     return _curve(Perturber(model, batch, attributions), n_points, insertion=True)
@@ -206,7 +225,12 @@ def method_agreement(attributions_by_method: dict, mask) -> pd.DataFrame:
     """Pairwise mean Spearman between methods: symmetric, ones on the diagonal.
 
     Example:
-        >>> # method_agreement({"rollout": r, "chefer": c}, unpack_batch(model, batch).masks)
+        >>> from ehrexplain import AttentionRollout, CheferRelevance
+        >>> scores = {"rollout": AttentionRollout(model).attribute(**batch),
+        ...           "chefer": CheferRelevance(model).attribute(**batch)}
+        >>> table = method_agreement(scores, unpack_batch(model, batch).masks)
+        >>> table.index.tolist(), table.values.diagonal().tolist(), bool((table == table.T).all().all())
+        (['rollout', 'chefer'], [1.0, 1.0], True)
     """
     names = list(attributions_by_method)
     table = pd.DataFrame(1.0, index=names, columns=names)
@@ -273,8 +297,14 @@ def randomized_copy(model, seed: int = 0):
     ``model`` and the caller's random generator are left untouched, so the copy is the same at every call.
 
     Example:
-        >>> # random_model = randomized_copy(model, seed=0)
-        >>> # make_interpreter("rollout", random_model).attribute(**batch)  # the check's "randomized attributions"
+        >>> from ehrexplain import make_interpreter
+        >>> random_model = randomized_copy(model, seed=0)
+        >>> random_model is model, random_model.dataset is model.dataset   # a copy; the dataset is shared
+        (False, True)
+        >>> again = randomized_copy(model, seed=0)
+        >>> all(torch.equal(p, q) for p, q in zip(again.parameters(), random_model.parameters()))
+        True
+        >>> randomized = make_interpreter("rollout", random_model).attribute(**batch)  # "randomized attributions"
     """
     return _randomized_copy(model, seed)[0]
 
@@ -294,7 +324,10 @@ def randomization_check(model, method, batch: dict, seed: int = 0, threshold: fl
     ``METHODS`` (built with ``options``) or an interpreter, deep-copied onto the copy.
 
     Example:
-        >>> # randomization_check(model, "chefer", batch).passed
+        >>> randomization_check(model, "chefer", batch).passed     # Chefer's scores change with the weights
+        True
+        >>> randomization_check(model, "rollout", batch).passed    # rollout's barely do: flagged
+        False
     """
     interpreter, target = _build(method, model, options), predict(model, batch)[1]
     random_model, memo = _randomized_copy(model, seed)
@@ -348,7 +381,12 @@ def compare(model, loader, methods: Sequence = ("rollout", "chefer", "integrated
     recovery (a protective code with a large negative score then counts as found).
 
     Example:
-        >>> # compare(model, get_dataloader(ds, batch_size=16), ["rollout", "chefer"], max_batches=2)
+        >>> table = compare(model, cohort, ["rollout", "chefer"], max_batches=1, progress=False)
+        >>> table.index.tolist(), bool(table.loc["chefer", "randomization_passed"])
+        (['rollout', 'chefer'], True)
+        >>> table.columns.tolist()  # a Cohort brings its ground truth: recovery  # doctest: +NORMALIZE_WHITESPACE
+        ['comprehensiveness', 'sufficiency', 'deletion_auc', 'insertion_auc', 'recovery_auroc', 'precision_at_k',
+         'randomization_spearman', 'randomization_passed', 'seconds']
     """
     ks = _check_percentages(percentages)
     _check_n_points(n_points)

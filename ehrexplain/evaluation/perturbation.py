@@ -5,8 +5,13 @@ sample's real (non-padding) tokens by attribution, and returns the target
 probability after removing any chosen tokens (replaced by 0, the padding id).
 
 Example:
-    >>> # perturber = Perturber(model, batch, scores)
-    >>> # perturber.full - perturber.probability(perturber.top(0.1, at_least_one=True))
+    >>> from ehrexplain import AttentionRollout
+    >>> perturber = Perturber(model, batch, AttentionRollout(model).attribute(**batch))
+    >>> drop = perturber.full - perturber.probability(perturber.top(0.1, at_least_one=True))
+    >>> drop.shape                      # per patient: the fall in probability without its top 10 % tokens
+    torch.Size([8])
+    >>> bool(perturber.probability(perturber.top(0.0, at_least_one=False)).equal(perturber.full))  # none removed
+    True
 """
 
 from __future__ import annotations

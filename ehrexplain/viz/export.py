@@ -5,8 +5,14 @@ The HTML file embeds the widgets' state and a local copy of the
 opens offline in any browser: no CDN, no network.
 
 Example:
-    >>> # save_html(ExplanationExplorer(model, cohort), "explanation.html")
-    >>> # save_png(explorer.figure, "explanation.png")
+    >>> import tempfile
+    >>> from ehrexplain.viz.widgets import ExplanationExplorer
+    >>> explorer, folder = ExplanationExplorer(model, cohort), Path(tempfile.mkdtemp())
+    >>> page = save_html(explorer, folder / "explanation.html").read_text()
+    >>> page.startswith("<!DOCTYPE html>"), "application/vnd.jupyter.widget-state+json" in page
+    (True, True)
+    >>> save_png(explorer.figure, folder / "explanation.png").read_bytes()[1:4]
+    b'PNG'
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ def label_name(model, target: int) -> str:
     """The label a probability is about: ``label = 1`` for a one-logit model, else class ``target``'s name.
 
     Example:
-        >>> # label_name(binary_model, 0) -> "label = 1"  (the one logit is P(label = 1))
+        >>> label_name(model, 0)   # a binary model: its one logit is P(label = 1), whichever target
+        'label = 1'
     """
     index = 1 if n_classes(model) == 1 else int(target)
     processors = getattr(getattr(model, "dataset", None), "output_processors", {}) or {}
@@ -53,8 +54,9 @@ def method_support(model, methods) -> tuple[list[str], dict[str, str]]:
     """The methods ``model`` supports, and why it cannot support each of the others.
 
     Example:
-        >>> # method_support(ForwardOnlyModel(transformer), ["rollout", "chefer"])
-        >>> # (["rollout"], {"chefer": "needs attention gradients, but ForwardOnlyModel is only ..."})
+        >>> from ehrexplain.testing import ForwardOnlyModel
+        >>> method_support(ForwardOnlyModel(model), ["rollout", "chefer"])  # doctest: +ELLIPSIS
+        (['rollout'], {'chefer': 'needs attention gradients, but ForwardOnlyModel is only AttentionInterpretable ...'})
     """
     supported, reasons = [], {}
     for method in methods:

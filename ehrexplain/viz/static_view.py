@@ -7,8 +7,13 @@ and the current view (``text/html``: control values, messages, figure, HTML
 panels) next to the widget view, so those places show the view, not a repr.
 
 Example:
-    >>> # class Explorer(StaticFallback, widgets.VBox): ...
-    >>> # Explorer(...)._repr_mimebundle_()["image/png"]  # base64 PNG of the figure
+    >>> class Note(StaticFallback, widgets.VBox):   # a box of widgets that also shows without a kernel
+    ...     pass
+    >>> bundle = Note([widgets.HTML("<b>kept</b>"), widgets.IntText(3, description="patient")])._repr_mimebundle_()
+    >>> bundle["text/html"]
+    '<div class="ehrexplain-static-view"><div style="color:#555">patient: 3</div><div><b>kept</b></div></div>'
+    >>> bundle["text/plain"], "image/png" in bundle    # with a figure (an Image widget) also a base64 PNG
+    ('Note: run the notebook to use its controls', False)
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ are not offered but listed with the reason. Display data also carries the curren
 view as HTML/PNG (:mod:`.static_view`) for places without a kernel.
 
 Example:
-    >>> # from ehrexplain.viz.widgets import ExplanationExplorer
-    >>> # ExplanationExplorer(model, cohort)  # last line of a cell displays it
+    >>> from ehrexplain.viz.widgets import ExplanationExplorer
+    >>> explorer = ExplanationExplorer(model, cohort)   # as the last line of a cell, displays it
+    >>> explorer.method.value, explorer.message.value
+    ('rollout', 'patient 0: p(label = 1) = 0.00')
 """
 
 from __future__ import annotations
@@ -82,7 +84,10 @@ class ExplanationExplorer(StaticFallback, widgets.VBox):
     ``explanation.labels`` of the codes drawn), ``message.value``, ``page_info.value``, ``heatmap.value``.
 
     Example:
-        >>> # explorer = ExplanationExplorer(model, cohort); explorer.method.value = "deeplift"
+        >>> explorer = ExplanationExplorer(model, cohort, index=3)
+        >>> explorer.method.value = "deeplift"      # what picking DeepLIFT in the dropdown does
+        >>> explorer.explanation.method, explorer.page_info.value
+        ('deeplift', 'codes 1–15 of 15, largest |score| first')
     """
 
     def __init__(self, model, cohort, methods=tuple(METHOD_LABELS), index: int = 0):
@@ -227,7 +232,12 @@ class ComparisonDashboard(StaticFallback, widgets.VBox):
             per method), shown under the plot; computed elsewhere because it is slow.
 
     Example:
-        >>> # ComparisonDashboard(model, cohort, metrics=compare(model, cohort.loader()))
+        >>> from ehrexplain.evaluation import compare
+        >>> methods = ["rollout", "chefer"]
+        >>> metrics = compare(model, cohort, methods, max_batches=1, progress=False)
+        >>> dashboard = ComparisonDashboard(model, cohort, methods, metrics=metrics)
+        >>> sorted(dashboard.explanations), "comprehensiveness" in dashboard.table.value
+        (['chefer', 'rollout'], True)
     """
 
     def __init__(self, model, cohort, methods=tuple(METHOD_LABELS), metrics=None, index: int = 0):
@@ -272,7 +282,9 @@ class AttentionLayersExplorer(StaticFallback, widgets.VBox):
     Right: the rollout of layers ``1..layer`` (each ``0.5 (A + I)``, multiplied).
 
     Example:
-        >>> # AttentionLayersExplorer(model, cohort, feature_key="conditions")
+        >>> layers = AttentionLayersExplorer(model, cohort, feature_key="conditions")
+        >>> layers.layer.max, layers.message.value     # two layers; each rollout row sums to 1
+        (2, 'row sums of the rollout: 1.000 .. 1.000')
     """
 
     def __init__(self, model, cohort, feature_key: str | None = None, index: int = 0):

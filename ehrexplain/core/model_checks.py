@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
@@ -54,6 +56,24 @@ def check_model_and_batch(model: nn.Module, data: dict) -> dict:
         if isinstance(data[key], torch.Tensor):
             data[key] = data[key].to(dtype)
     return data
+
+
+def uncompiled(model):
+    """The module that ``torch.compile(model)`` wraps, else ``model`` itself.
+
+    Interpreters explain that original module: capture hooks on attention maps and their
+    gradients do not survive a compiled graph, and the original gives exactly the numbers
+    the compiled model computes eagerly.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> uncompiled(net) is net
+        True
+    """
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # no compiled model exists before torch.compile ran
+    while eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
+        model = model._orig_mod
+    return model
 
 
 def model_dtype(model: nn.Module) -> torch.dtype | None:

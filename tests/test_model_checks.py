@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ehrexplain import AttentionRollout, CheferRelevance, DeepLift, IntegratedGradients
+from ehrexplain.methods import SPECS, make_interpreter
 
 #: method name -> (interpreter class, which lab model it explains, constructor options)
 METHODS = {
@@ -66,6 +67,18 @@ def test_an_int64_binary_label_is_cast_for_the_models_loss(method_and_model, lab
     label = lab_batch["label"].long()
     assert_same(explain(method, model, {**lab_batch, "label": label}), explain(method, model, lab_batch))
     assert label.dtype == torch.int64
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_inputs_the_model_overflows_on_are_named(name, lab_transformer, lab_batch):
+    labs = lab_batch["labs"].clone()
+    labs[2:4] *= 1e30  # finite, but the model's layer norm overflows float32 on them
+    if SPECS[name].needs_attention:
+        cause = r"Transformer's attention maps for feature 'labs' hold NaN or infinity for sample\(s\) \[2, 3\]; .*rescale or clip"
+    else:
+        cause = r"Transformer predicts NaN or infinity for sample\(s\) \[2, 3\].*drop, fill or rescale those samples"
+    with pytest.raises(ValueError, match=cause):
+        make_interpreter(name, lab_transformer).attribute(**{**lab_batch, "labs": labs})
 
 
 @pytest.mark.parametrize("method", ["rollout", "ig"])

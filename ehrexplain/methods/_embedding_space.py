@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..core.batch import FeatureBatch, unpack_batch
-from ..core.model_checks import model_dtype
+from ..core.model_checks import check_finite_prediction, model_dtype
 from ._embedding_hook import embedding_layer, forward_substituted, refusal
 
 #: Default baseline id for token features: PyHealth's UNK token.
@@ -193,16 +193,7 @@ class AttributionSpace:
 
     def _finite(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``logits``, or a ``ValueError`` naming the samples whose prediction is NaN or infinite."""
-        bad = ~torch.isfinite(logits).all(dim=-1)
-        if bad.any():
-            samples = rows[bad].unique().tolist()
-            empty = [key for key, mask in self.batch.masks.items() if not mask[samples].any()]
-            raise ValueError(
-                f"{type(self.batch.model).__name__} predicts NaN or infinity for sample(s) {samples[:10]}"
-                + (f", which have no data in {empty}" if empty else "")
-                + "; a non-finite prediction cannot be explained (e.g. PyHealth's MLP divides by zero for a "
-                "patient without codes): drop or fill those samples"
-            )
+        check_finite_prediction(self.batch.model, logits, rows, self.batch.masks)
         return logits
 
     def to_raw_shapes(self, attributions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

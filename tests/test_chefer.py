@@ -1,5 +1,7 @@
 """Chefer relevance: closed form on a toy, class specificity, parity with PyHealth, bad input."""
 
+import copy
+
 import pytest
 import torch
 from conftest import assert_restored, single_sample
@@ -114,3 +116,20 @@ def test_binary_target_must_be_0_or_1(transformer, flat_batch):
 def test_missing_feature_key_is_named(transformer, flat_batch):
     with pytest.raises(KeyError, match="conditions"):
         CheferRelevance(transformer)(procedures=flat_batch["procedures"])
+
+
+def test_a_non_finite_prediction_is_named(lab_transformer, lab_batch):
+    model = copy.deepcopy(lab_transformer)
+    with torch.no_grad():
+        model.fc.bias.fill_(float("inf"))  # attention stays finite; the gradient would not notice
+    with pytest.raises(ValueError, match=r"Transformer predicts NaN or infinity for sample\(s\) \[0, 1, 2, 3, 4, 5, 6, 7\]"):
+        CheferRelevance(model).attribute(**lab_batch)
+
+
+def test_a_non_finite_relevance_is_named(lab_transformer, lab_batch):
+    model = copy.deepcopy(lab_transformer)
+    # the same logits, but d sqrt(0) = inf times 0 makes every attention gradient NaN
+    model.fc.register_forward_hook(lambda module, args, out: out + 0 * (out - out.detach()).sqrt())
+    with pytest.raises(ValueError, match=r"Transformer's relevance \(attention times its gradient\) for feature "
+                                         r"'conditions' hold NaN or infinity for sample\(s\) \[0, 1, 2, 3, 4, 5, 6, 7\]"):
+        CheferRelevance(model).attribute(**lab_batch)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ehrexplain import AttentionRollout, CheferRelevance, DeepLift, IntegratedGradients
+from ehrexplain.methods import SPECS, make_interpreter
 
 #: method name -> (interpreter class, which lab model it explains, constructor options)
 METHODS = {
@@ -33,16 +34,25 @@ def assert_same(a: dict, b: dict, **tolerance) -> None:
         torch.testing.assert_close(a[key].double(), b[key].double(), **({"rtol": 0, "atol": 0} | tolerance))
 
 
-def test_a_float64_model_explains_float32_inputs(method_and_model, lab_batch, request):
+def test_a_float64_model_explains_float32_inputs(method_and_model, lab_batch):
     method, model = method_and_model
-    if method in ("ig", "deeplift"):  # strict: reports XPASS, so the marker goes, once the method side is fixed
-        request.applymarker(pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-            "methods/_embedding_space.py casts the path points to float32 (value.float()) whatever the model's dtype")))
     wide = copy.deepcopy(model).double()
     scores = explain(method, wide, lab_batch)  # float32 labs widened exactly to the model's float64
     assert_same(scores, explain(method, wide, {**lab_batch, "labs": lab_batch["labs"].double()}))
     assert_same(scores, explain(method, model, lab_batch), rtol=1e-3, atol=1e-4)  # float64 of the same weights
     assert lab_batch["labs"].dtype == torch.float32  # the caller's tensor is left as found
+
+
+@pytest.mark.parametrize("method, options", [("ig", {}), ("ig", {"tolerance": 1e-9}), ("deeplift", {})],
+                         ids=["ig-steps", "ig-tolerance", "deeplift"])
+def test_a_float64_affine_model_is_explained_complete_to_float64_rounding(method, options, lab_mlp, lab_batch):
+    affine = copy.deepcopy(lab_mlp).double()
+    for layers in affine.mlp.values():
+        layers[1] = torch.nn.Identity()  # no ReLU: IG's quadrature is exact, only rounding is left
+    interpreter = METHODS[method][0](affine, **METHODS[method][2])
+    scores, delta = interpreter.attribute(**lab_batch, **options, return_convergence_delta=True)
+    assert {score.dtype for score in scores.values()} == {torch.float64}
+    assert delta.abs().max() < 1e-12  # float32 path weights or points alone leave ~1e-7
 
 
 def test_float64_labs_into_a_float32_model(method_and_model, lab_batch):
@@ -57,6 +67,18 @@ def test_an_int64_binary_label_is_cast_for_the_models_loss(method_and_model, lab
     label = lab_batch["label"].long()
     assert_same(explain(method, model, {**lab_batch, "label": label}), explain(method, model, lab_batch))
     assert label.dtype == torch.int64
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_inputs_the_model_overflows_on_are_named(name, lab_transformer, lab_batch):
+    labs = lab_batch["labs"].clone()
+    labs[2:4] *= 1e30  # finite, but the model's layer norm overflows float32 on them
+    if SPECS[name].needs_attention:
+        cause = r"Transformer's attention maps for feature 'labs' hold NaN or infinity for sample\(s\) \[2, 3\]; .*rescale or clip"
+    else:
+        cause = r"Transformer predicts NaN or infinity for sample\(s\) \[2, 3\].*drop, fill or rescale those samples"
+    with pytest.raises(ValueError, match=cause):
+        make_interpreter(name, lab_transformer).attribute(**{**lab_batch, "labs": labs})
 
 
 @pytest.mark.parametrize("method", ["rollout", "ig"])

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ehrexplain import AttentionRollout, CheferRelevance, DeepLift, IntegratedGradients
+from ehrexplain.methods import SPECS, make_interpreter
 
 METHODS = {
     "rollout": AttentionRollout,
@@ -18,6 +19,38 @@ METHODS = {
 def assert_same(a, b):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def registered_scores(name, model, batch):
+    """Scores of the registered method ``name`` (IG with 4 steps, to stay fast)."""
+    options = {"steps": 4} if "steps" in SPECS[name].options else {}
+    result = make_interpreter(name, model, **options).attribute(**batch)
+    return result[0] if isinstance(result, tuple) else result
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_a_compiled_model_is_explained_as_the_module_it_wraps(name, lab_transformer, lab_batch):
+    graphs = []
+
+    def eager(graph, example_inputs):  # torch.compile's "eager" backend, keeping the graphs it is given
+        graphs.append(graph)
+        return graph.forward
+
+    compiled = torch.compile(lab_transformer, backend=eager)
+    assert SPECS[name].supports(compiled) is None
+    assert make_interpreter(name, compiled).model is lab_transformer
+    assert_same(registered_scores(name, compiled, lab_batch), registered_scores(name, lab_transformer, lab_batch))
+    assert graphs == []  # capture hooks do not survive a compiled graph: the original module is what ran
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_a_caller_tensor_that_requires_grad_is_left_as_found(name, lab_transformer, lab_batch):
+    labs = lab_batch["labs"].clone().requires_grad_(True)
+    scores = registered_scores(name, lab_transformer, {**lab_batch, "labs": labs})
+    assert labs.grad is None and labs.requires_grad and labs.is_leaf
+    assert torch.equal(labs.detach(), lab_batch["labs"])
+    assert not any(score.requires_grad for score in scores.values())
+    assert_same(scores, registered_scores(name, lab_transformer, lab_batch))
 
 
 @pytest.mark.parametrize("method", METHODS)

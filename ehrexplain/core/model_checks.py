@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 
@@ -54,6 +56,51 @@ def check_model_and_batch(model: nn.Module, data: dict) -> dict:
         if isinstance(data[key], torch.Tensor):
             data[key] = data[key].to(dtype)
     return data
+
+
+def uncompiled(model):
+    """The module that ``torch.compile(model)`` wraps, else ``model`` itself.
+
+    Interpreters explain that original module: capture hooks on attention maps and their
+    gradients do not survive a compiled graph, and the original gives exactly the numbers
+    the compiled model computes eagerly.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> uncompiled(net) is net
+        True
+    """
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # no compiled model exists before torch.compile ran
+    while eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
+        model = model._orig_mod
+    return model
+
+
+def non_finite_samples(values: torch.Tensor, rows: torch.Tensor | None = None) -> list[int]:
+    """The samples whose row of ``values`` (``[rows, ...]``) holds NaN or infinity; row ``i`` is sample ``rows[i]``.
+
+    Example:
+        >>> non_finite_samples(torch.tensor([[1.0], [float("nan")], [2.0]]))
+        [1]
+    """
+    bad = ~torch.isfinite(values.reshape(len(values), -1)).all(dim=1)
+    samples = bad.nonzero().squeeze(1) if rows is None else rows[bad]
+    return samples.unique().tolist()
+
+
+def check_finite_prediction(model: nn.Module, logits: torch.Tensor, rows: torch.Tensor | None = None,
+                            masks: dict | None = None, context: str = "") -> None:
+    """``ValueError`` naming the samples whose logits are NaN or infinite, and the features in ``masks`` they lack."""
+    samples = non_finite_samples(logits, rows)
+    if not samples:
+        return
+    empty = [key for key, mask in (masks or {}).items() if not mask[samples].any()]
+    raise ValueError(
+        f"{type(model).__name__} predicts NaN or infinity for sample(s) {samples[:10]}{context}"
+        + (f", which have no data in {empty}" if empty else "")
+        + "; a non-finite prediction cannot be explained (e.g. PyHealth's MLP divides by zero for a patient "
+        "without codes, and values far outside the training range overflow): drop, fill or rescale those samples"
+    )
 
 
 def model_dtype(model: nn.Module) -> torch.dtype | None:

@@ -100,9 +100,10 @@ def validate_call(model: nn.Module, method, kwargs: dict, schema: dict | None = 
 
     ``schema`` maps option names to their :class:`Option`; an option it lacks is
     checked by its name (``target_class_idx``, ``baseline``, ``return_*``).
-    Numpy scalars become Python numbers, tensors made under ``torch.inference_mode``
-    are copied so autograd can use them, and float inputs and float-target labels
-    are cast to the model's dtype (:mod:`.model_checks`); nothing else is converted.
+    Numpy scalars become Python numbers, batch tensors are detached from the caller's
+    autograd graph (no ``.grad`` reaches them; tensors made under ``torch.inference_mode``
+    are copied so autograd can use them), and float inputs and float-target labels are
+    cast to the model's dtype (:mod:`.model_checks`); nothing else is converted.
     """
     kwargs = check_model_and_batch(model, kwargs)
     params = {
@@ -188,11 +189,12 @@ def _check_feature(model, key: str, feature):
 
 
 def _usable(key: str, part):
+    """``part`` detached from the caller's autograd graph (no ``.grad`` reaches the caller's tensor)."""
     if part is None:
         return None
     if part.device.type == "meta":
         raise ValueError(f"feature {key!r} is on the meta device (no values); pass real data")
-    return part.clone() if part.is_inference() else part  # inference tensors cannot enter autograd
+    return part.clone() if part.is_inference() else part.detach()  # inference tensors cannot enter autograd
 
 
 def _embedding_layer(model, key: str):

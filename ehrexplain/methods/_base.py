@@ -32,6 +32,7 @@ import torch
 from pyhealth.interpret.methods.base_interpreter import BaseInterpreter
 
 from ..core.capture import as_attention_interpretable
+from ..core.model_checks import non_finite_samples
 from ..core.validation import check_target_range, validate_call
 
 TargetIndex = Optional[Union[int, torch.Tensor]]
@@ -105,6 +106,32 @@ def attention_support(needs_gradients: bool):
         return None
 
     return supports
+
+
+def check_finite_per_feature(model, what: str, values: dict[str, list[torch.Tensor]]) -> None:
+    """``ValueError`` naming the feature key, layer and samples where ``values[key]`` (``[batch, ...]`` per layer)
+    holds NaN or infinity (``what``: "attention maps", "relevance", ...).
+
+    Example:
+        >>> check_finite_per_feature(torch.nn.Linear(1, 1), "attention maps", {"labs": [torch.ones(2, 1, 1)]})
+    """
+    for key, layers in values.items():
+        for layer, tensor in enumerate(layers):
+            samples = non_finite_samples(tensor)
+            if samples:
+                where = f" (layer {layer} of {len(layers)})" if len(layers) > 1 else ""
+                raise ValueError(
+                    f"{type(model).__name__}'s {what} for feature {key!r}{where} hold NaN or infinity for sample(s) "
+                    f"{samples[:10]}; the model overflows on these inputs: check {key!r} for values far outside "
+                    "the range it was trained on (e.g. unscaled units) and rescale or clip them, or drop those samples"
+                )
+
+
+def finite_attention_maps(model, view) -> dict[str, list[torch.Tensor]]:
+    """Per feature key, the attention maps ``view`` captured (input layer first), checked to be finite."""
+    maps = {key: [attn for attn, _ in layers] for key, layers in view.get_attention_layers().items()}
+    check_finite_per_feature(model, "attention maps", maps)
+    return maps
 
 
 class Interpreter(BaseInterpreter):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..core.batch import FeatureBatch, unpack_batch
+from ..core.model_checks import check_finite_prediction, model_dtype
 from ._embedding_hook import embedding_layer, forward_substituted, refusal
 
 #: Default baseline id for token features: PyHealth's UNK token.
@@ -49,7 +50,8 @@ def default_baseline(batch: FeatureBatch, use_embeddings: bool) -> dict[str, tor
         if use_embeddings and key in batch.token_keys:
             baselines[key] = torch.full_like(value, UNK_TOKEN_ID)
         else:
-            baselines[key] = torch.full_like(value, CONTINUOUS_BASELINE, dtype=torch.get_default_dtype())
+            dtype = value.dtype if value.is_floating_point() else torch.get_default_dtype()
+            baselines[key] = torch.full_like(value, CONTINUOUS_BASELINE, dtype=dtype)
     return {key: _padding_kept(batch, key, b) for key, b in baselines.items()}
 
 
@@ -65,7 +67,7 @@ def checked_baseline(batch: FeatureBatch, baseline: dict | None, use_embeddings:
                 f"baseline for {key!r} has shape {tuple(value.shape)} but the input has shape "
                 f"{tuple(batch.values[key].shape)}; give one baseline per input value"
             )
-        if not torch.isfinite(value.float()).all():
+        if not torch.isfinite(value).all():
             raise ValueError(f"baseline for {key!r} contains NaN or infinite values")
         baselines[key] = _padding_kept(batch, key, value)
     return baselines
@@ -94,7 +96,7 @@ class AttributionSpace:
     Attributes:
         batch: the unpacked batch.
         inputs / baselines: per key, ``x`` and ``b`` (embedded for token keys when
-            ``use_embeddings``; raw otherwise), detached.
+            ``use_embeddings``; raw otherwise), detached, in the model's floating dtype.
         embedded_keys: keys that were embedded before comparison.
         use_embeddings: run the model from embeddings.
         fast_path: call the model's ``forward_from_embedding`` (the default where the model has one:
@@ -125,8 +127,9 @@ class AttributionSpace:
                 "use use_embeddings=True"
             )
         baselines = checked_baseline(batch, baseline, use_embeddings)
-        inputs = {key: value.float() for key, value in batch.values.items()}
-        baselines = {key: value.float() for key, value in baselines.items()}
+        dtype = model_dtype(model) or torch.float32
+        inputs = {key: value.to(dtype) for key, value in batch.values.items()}
+        baselines = {key: value.to(dtype) for key, value in baselines.items()}
         embedded = frozenset(batch.token_keys if use_embeddings else ())
         if embedded:
             embed = embedding_layer(model)
@@ -136,6 +139,11 @@ class AttributionSpace:
         bare = frozenset(key for key in batch.values if isinstance(data[key], torch.Tensor))
         fast = callable(getattr(model, "forward_from_embedding", None))  # the model's own entry, where it has one
         return cls(batch, inputs, baselines, embedded, use_embeddings, fast_path=fast, bare_keys=bare)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of every point (the model's: float32 or float64)."""
+        return next(iter(self.inputs.values())).dtype
 
     @property
     def batch_size(self) -> int:
@@ -185,16 +193,7 @@ class AttributionSpace:
 
     def _finite(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``logits``, or a ``ValueError`` naming the samples whose prediction is NaN or infinite."""
-        bad = ~torch.isfinite(logits).all(dim=-1)
-        if bad.any():
-            samples = rows[bad].unique().tolist()
-            empty = [key for key, mask in self.batch.masks.items() if not mask[samples].any()]
-            raise ValueError(
-                f"{type(self.batch.model).__name__} predicts NaN or infinity for sample(s) {samples[:10]}"
-                + (f", which have no data in {empty}" if empty else "")
-                + "; a non-finite prediction cannot be explained (e.g. PyHealth's MLP divides by zero for a "
-                "patient without codes): drop or fill those samples"
-            )
+        check_finite_prediction(self.batch.model, logits, rows, self.batch.masks)
         return logits
 
     def to_raw_shapes(self, attributions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

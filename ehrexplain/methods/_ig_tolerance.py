@@ -120,11 +120,11 @@ class NodeStore:
     """
 
     def __init__(self, space, finest: int):
-        self.finest, device = finest, space.rows.device
+        self.finest, self.dtype, device = finest, space.dtype, space.rows.device
         self.alphas = clenshaw_curtis(finest)[0]
         self.row: dict[int, int] = {}  # node -> index of its row in `products` and `totals`
         shapes = {key: value.shape for key, value in space.batch.values.items()}
-        self.products = {key: torch.zeros((0,) + shape, device=device) for key, shape in shapes.items()}
+        self.products = {key: torch.zeros((0,) + shape, dtype=self.dtype, device=device) for key, shape in shapes.items()}
         self.totals = torch.zeros(0, space.batch_size, dtype=torch.float64, device=device)
         self.level = torch.zeros(space.batch_size, dtype=torch.long, device=device)
 
@@ -162,10 +162,10 @@ class NodeStore:
 
     def scores(self, rule: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each patient's attributions on its own rule (``rule[p]`` points)."""
-        out = {key: torch.zeros(stored.shape[1:], device=rule.device) for key, stored in self.products.items()}
+        out = {key: torch.zeros(stored.shape[1:], dtype=self.dtype, device=rule.device) for key, stored in self.products.items()}
         for points in rule.unique().tolist():
             chosen = (rule == points).nonzero().squeeze(1)
-            weights = clenshaw_curtis(points)[1].to(rule.device, torch.float32)
+            weights = clenshaw_curtis(points)[1].to(rule.device, self.dtype)
             cells = (self.rows(self.nodes(points))[:, None], chosen[None, :])
             for key, stored in self.products.items():
                 out[key][chosen] = torch.tensordot(weights, stored[cells], dims=1)
@@ -216,7 +216,7 @@ def adaptive_path(space, resolve, tolerance, levels, chunk_rows):
         if len(active) == 0:
             break
     scores = store.scores(rule)
-    delta = convergence_delta(scores, gap.float())
+    delta = convergence_delta(scores, gap.to(space.dtype))
     if len(active):
         worst = (best[active] / gap[active].abs().clamp_min(GAP_FLOOR)).max().item()
         warnings.warn(
@@ -269,7 +269,7 @@ def _point_products(space, point_alpha, point_sample, targets, chunk_rows):
     Returns ``({key: [points, ...raw shape]}, target logit per point, targets)``.
     """
     PASSES.record(len(point_sample))
-    point_alpha = point_alpha.to(point_sample.device, torch.float32)
+    point_alpha = point_alpha.to(point_sample.device, space.dtype)
     chunks, logits = [], []
     for _, sample, grads, logit, targets in path_chunks(space, point_alpha, point_sample, targets, chunk_rows):
         direction = {key: space.inputs[key][sample] - space.baselines[key][sample] for key in grads}

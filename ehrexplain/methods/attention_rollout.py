@@ -27,7 +27,7 @@ from ..core.batch import check_feature_keys, expand_to_inputs
 from ..core.capture import as_attention_interpretable, capturing_attention
 from ..core.model_state import evaluation_mode
 from ..core.validation import Option
-from ._base import Interpreter, TargetIndex, attention_support
+from ._base import Interpreter, TargetIndex, attention_support, finite_attention_maps
 from .registry import register_method
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -138,12 +138,15 @@ class AttentionRollout(Interpreter):
         self.discard_ratio = discard_ratio
 
     def attention_maps(self, **data) -> dict[str, list[torch.Tensor]]:
-        """Per feature key, each layer's ``[batch, heads, seq, seq]`` attention (input layer first)."""
+        """Per feature key, each layer's ``[batch, heads, seq, seq]`` attention (input layer first).
+
+        Raises ``ValueError`` naming the feature and samples when a map holds NaN or infinity.
+        """
         check_feature_keys(self.model, data)
         with evaluation_mode(self.model), torch.no_grad():
             with capturing_attention(self._view, gradients=False):
                 self.model(**data)
-            return {key: [attn for attn, _ in maps] for key, maps in self._view.get_attention_layers().items()}
+            return finite_attention_maps(self.model, self._view)
 
     def rollout_matrices(self, **data) -> dict[str, torch.Tensor]:
         """Per feature key, the full ``[batch, seq, seq]`` rollout matrix."""

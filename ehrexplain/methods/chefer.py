@@ -25,8 +25,9 @@ import torch
 
 from ..core.batch import check_feature_keys, expand_to_inputs
 from ..core.capture import as_attention_interpretable, capturing_attention
+from ..core.model_checks import check_finite_prediction
 from ..core.model_state import evaluation_mode, gradients_enabled, parameters_require_grad
-from ._base import Interpreter, TargetIndex, attention_support
+from ._base import Interpreter, TargetIndex, attention_support, check_finite_per_feature, finite_attention_maps
 from .registry import register_method
 
 
@@ -84,6 +85,8 @@ class CheferRelevance(Interpreter):
 
     Raises:
         TypeError: if the model can only provide forward attention maps.
+        ValueError: naming the feature and samples whose attention maps, prediction or relevance
+            hold NaN or infinity (e.g. inputs the model overflows on).
 
     Example:
         >>> from ehrexplain import CheferRelevance
@@ -104,10 +107,14 @@ class CheferRelevance(Interpreter):
         with evaluation_mode(self.model), gradients_enabled(), parameters_require_grad(self.model, True):
             with capturing_attention(self._view, gradients=True):
                 logits = self.model(**data)["logit"]
+            finite_attention_maps(self.model, self._view)
+            check_finite_prediction(self.model, logits)
             targets = self._resolve_target_indices(logits, target_class_idx)
             logits.gather(1, targets[:, None]).sum().backward()
             layers = self._view.get_attention_layers()
             matrices = {key: relevance_matrix(pairs) for key, pairs in layers.items()}
+            check_finite_per_feature(self.model, "relevance (attention times its gradient)",
+                                     {key: [R] for key, R in matrices.items()})
             scores = self._view.get_relevance_tensor(matrices, **data)
         return expand_to_inputs(self.model, {k: v.detach() for k, v in scores.items()}, data)
 

@@ -155,7 +155,7 @@ def _path_gradients(space, alphas, weights, targets, chunk_rows):
     """``Σ_k w_k ∇f(b + α_k (x - b))`` per sample, all path points batched."""
     device = targets.device
     batch = space.batch_size
-    alphas, weights = alphas.to(device, torch.float32), weights.to(device, torch.float32)
+    alphas, weights = alphas.to(device, space.dtype), weights.to(device, space.dtype)
     point_alpha = alphas.repeat_interleave(batch)  # row r is path point r // batch ...
     point_weight = weights.repeat_interleave(batch)
     point_sample = torch.arange(batch, device=device).repeat(len(alphas))  # ... of sample r % batch

@@ -29,6 +29,7 @@ import math
 import torch
 
 from ..core.batch import FeatureBatch, _schema, unpack_batch
+from ..core.model_checks import check_finite_prediction
 from ..core.model_state import evaluation_mode
 from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
@@ -100,11 +101,6 @@ def _logits(batch: FeatureBatch, values: dict[str, torch.Tensor], rows: torch.Te
     """
     kwargs = {key: parts[: len(_schema(batch.model, key))] for key, parts in batch.forward_kwargs(values, rows).items()}
     logits = batch.model(**kwargs)["logit"]
-    bad = ~torch.isfinite(logits).all(dim=-1)
-    if bad.any():
-        raise ValueError(
-            f"{type(batch.model).__name__} predicts NaN or infinity for sample(s) {rows[bad].unique()[:10].tolist()} "
-            f"with {sorted(values) or 'no'} value(s) occluded; a non-finite prediction cannot be explained "
-            "(e.g. PyHealth's MLP divides by zero for a patient without codes)"
-        )
+    occluded = f" with {sorted(values) or 'no'} value(s) occluded"
+    check_finite_prediction(batch.model, logits, rows, batch.masks, context=occluded)
     return logits

@@ -21,6 +21,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ..core.model_checks import uncompiled
 from ..core.validation import Option, did_you_mean
 
 #: Registered methods by name, in registration order.
@@ -146,8 +147,10 @@ def register_method(name: str, *, label: str, signed: bool, class_specific: bool
             raise TypeError(f"register_method({name!r}) decorates an ehrexplain.methods.Interpreter subclass, got {cls!r}")
         if name in SPECS and SPECS[name].cls is not cls:
             raise ValueError(f"a method is already registered as {name!r} ({SPECS[name].cls.__name__})")
+        supported = supports or (lambda model: None)
         spec = MethodSpec(name, label, cls, signed, class_specific, uses_baseline, has_delta, needs_gradients,
-                          needs_attention, {option.name: option for option in options}, supports or (lambda model: None))
+                          needs_attention, {option.name: option for option in options},
+                          lambda model: supported(uncompiled(model)))
         cls.spec, cls.signed_scores = spec, signed
         cls.__init__ = _checked_init(cls.__init__, spec)
         SPECS[name], METHODS[name] = spec, cls
@@ -163,13 +166,19 @@ def unregister_method(name: str) -> None:
 
 
 def _checked_init(init, spec: MethodSpec):
-    """``init`` whose constructor options are checked against ``spec`` first (numpy scalars converted)."""
+    """``init`` whose constructor options are checked against ``spec`` first (numpy scalars converted).
+
+    A ``torch.compile``-d model is replaced by the module it wraps (:func:`~ehrexplain.core.model_checks.uncompiled`).
+    """
     signature = inspect.signature(init)
+    model_name = next(iter(list(signature.parameters)[1:]), None)  # the first after self
     schema = spec.schema("init")
 
     @functools.wraps(init)
     def checked(self, *args, **kwargs):
         bound = signature.bind(self, *args, **kwargs)
+        if model_name in bound.arguments:
+            bound.arguments[model_name] = uncompiled(bound.arguments[model_name])
         for option_name, value in bound.arguments.items():
             if option_name in schema:
                 bound.arguments[option_name] = schema[option_name].check(value, spec.cls.__name__)

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 from functools import partial
 from typing import Iterator
@@ -53,7 +54,7 @@ def find_attention_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
     if not keys or not isinstance(model, nn.Module):
         return {}
     attention_type = _pyhealth_attention_type()
-    for module in model.modules():
+    for module in itertools.chain(model.children(), model.modules()):  # PyHealth keeps its ModuleDict at the top
         if isinstance(module, nn.ModuleDict) and set(module.keys()) == set(keys):
             found = {
                 key: [m for m in module[key].modules() if isinstance(m, attention_type)]
@@ -74,6 +75,8 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         model: a PyHealth ``Transformer``, ``StageAttentionNet`` or any model
             whose per-feature ``ModuleDict`` holds PyHealth attention helpers
             and which implements ``get_relevance_tensor``.
+        modules: the attention modules per feature key when already found
+            (:func:`find_attention_modules`), so they are not searched twice.
 
     Example:
         >>> # view = PyHealthAttentionAdapter(trained_transformer)
@@ -83,8 +86,8 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         >>> # maps = view.get_attention_layers()
     """
 
-    def __init__(self, model: nn.Module):
-        modules = find_attention_modules(model)
+    def __init__(self, model: nn.Module, modules: dict[str, list[nn.Module]] | None = None):
+        modules = modules or find_attention_modules(model)
         if not modules:
             raise TypeError(
                 f"{type(model).__name__} has no PyHealth attention modules "
@@ -177,8 +180,9 @@ def as_attention_interpretable(
                 "gradient of every attention map after backward()."
             )
         return model
-    if find_attention_modules(model):
-        return PyHealthAttentionAdapter(model)
+    modules = find_attention_modules(model)
+    if modules:
+        return PyHealthAttentionAdapter(model, modules)
     missing = missing_attention_methods(model)
     raise TypeError(
         f"{method} needs attention maps, but {type(model).__name__} neither uses PyHealth "

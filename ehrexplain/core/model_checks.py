@@ -111,6 +111,16 @@ def model_dtype(model: nn.Module) -> torch.dtype | None:
     """
     if not isinstance(model, nn.Module):
         return None
+    tensors = [*model.parameters(), *model.buffers()]  # the common case, checked without building names
+    dtypes = {t.dtype for t in tensors if t.is_floating_point()}
+    if len({t.device for t in tensors}) <= 1 and len(dtypes) <= 1 and dtypes <= set(FLOAT_DTYPES):
+        if not tensors or tensors[0].device.type != "meta":
+            return next(iter(dtypes), None)
+    return _named_model_dtype(model)
+
+
+def _named_model_dtype(model: nn.Module) -> torch.dtype | None:
+    """:func:`model_dtype` with every tensor named, for the error messages."""
     tensors = [(f"parameter {name!r}", t) for name, t in model.named_parameters()]
     tensors += [(f"buffer {name!r}", t) for name, t in model.named_buffers()]
     name = type(model).__name__

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from torch import nn
 
 from ..core.batch import check_feature_keys, expand_to_inputs
 from ..core.capture import as_attention_interpretable, capturing_attention
@@ -68,6 +69,22 @@ def relevance_matrix(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tor
     return R
 
 
+def backward_stop(model: nn.Module) -> list[torch.Tensor] | None:
+    """Where the backward pass may stop: the parameters of a PyHealth model's ``embedding_model``.
+
+    Every attention map depends on the embeddings, so a backward that ends there still
+    reaches (and hooks) every map, but skips the weight gradients of every later layer,
+    about half of a full backward's work. ``None`` (every leaf) for other models.
+
+    Example:
+        >>> backward_stop(torch.nn.Linear(2, 1)) is None
+        True
+    """
+    embedding = getattr(model, "embedding_model", None)
+    params = [p for p in embedding.parameters() if p.requires_grad] if isinstance(embedding, nn.Module) else []
+    return params or None
+
+
 @register_method(
     "chefer", label="Chefer relevance", signed=False, class_specific=True, uses_baseline=False, has_delta=False,
     needs_gradients=True, needs_attention=True, supports=attention_support(needs_gradients=True),
@@ -110,7 +127,7 @@ class CheferRelevance(Interpreter):
             finite_attention_maps(self.model, self._view)
             check_finite_prediction(self.model, logits)
             targets = self._resolve_target_indices(logits, target_class_idx)
-            logits.gather(1, targets[:, None]).sum().backward()
+            logits.gather(1, targets[:, None]).sum().backward(inputs=backward_stop(self.model))
             layers = self._view.get_attention_layers()
             matrices = {key: relevance_matrix(pairs) for key, pairs in layers.items()}
             check_finite_per_feature(self.model, "relevance (attention times its gradient)",

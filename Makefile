@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_interpreters.py
 	$(PY) bench/bench_ig_tolerance.py
 	$(PY) bench/bench_cohort.py
+	$(PY) bench/bench_ig_memory.py
 
 memory: $(STAMP)
 	$(PY) scripts/notebook_memory.py notebooks/*.ipynb

@@ -169,3 +169,26 @@ def test_time_aware_stagenet(stagenet_and_batch):
     assert torch.isfinite(delta).all() and delta.shape == (len(batch["label"]),)
     with torch.no_grad():
         torch.testing.assert_close(model(**batch)["logit"], before)  # activations swapped back
+
+
+def test_stage_attention_net_batch_equals_each_patient_alone_and_copies(stage_attention_net, nested_dataset):
+    """StageNet keeps ``[time, batch, hidden]`` tensors: alone (2 rows) a patient with 2 visits, or as two copies
+    (4 rows) one with 4, had its visits paired instead of its input and baseline rows (scores off by up to 1.9)."""
+    from conftest import _batch
+
+    keys = stage_attention_net.feature_keys
+    full = _batch(nested_dataset, 48)
+    visits = [int(full["visits"][i].ne(0).any(-1).sum()) for i in range(48)]
+    chosen = sorted({n: visits.index(n) for n in visits}.values())  # one patient of each length, 1 to 5 visits
+    assert sorted(visits[i] for i in chosen) == [1, 2, 3, 4, 5]  # 2 met the patient alone, 4 its two copies
+    batch = {k: v[chosen] if isinstance(v, torch.Tensor) else [v[i] for i in chosen] for k, v in full.items()}
+    deeplift = DeepLift(stage_attention_net)
+    together = deeplift.attribute(**batch)["visits"]
+    for i in range(len(chosen)):
+        one = single_sample(batch, i, keys)
+        alone = deeplift.attribute(**one)["visits"][0]
+        twice = deeplift.attribute(**{k: torch.cat([v, v]) if isinstance(v, torch.Tensor) else v * 2 for k, v in one.items()})
+        rows, codes = alone.shape
+        torch.testing.assert_close(together[i, :rows, :codes], alone, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(twice["visits"][0], alone, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(twice["visits"][1], alone, atol=1e-5, rtol=1e-4)

@@ -181,3 +181,22 @@ def test_layer_norm_of_a_constant_row_stays_finite_and_exact(eps):
     x[0] = b[0] = 0.7  # constant, and the same in input and baseline
     scores, delta = toy(lambda t: (nn.functional.layer_norm(t, (6,), eps=eps) * weights).sum(1), x, b)
     assert torch.isfinite(scores["x"]).all() and delta.abs().max() < TOLERANCE
+
+
+def test_rules_pair_input_and_baseline_rows_where_another_dimension_is_as_long():
+    """``tanh(tᵀ)`` holds ``[features, batch]``: with 2 features and 1 sample (2 rows) dimension 0 is as long as the
+    batch, and the rules used to pair the two features instead of the input with its baseline."""
+    x, b = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.5, -1.0]])
+    scores, delta = toy(lambda t: torch.tanh(t.transpose(0, 1)).transpose(0, 1).sum(1), x, b)
+    torch.testing.assert_close(scores["x"], torch.tanh(x) - torch.tanh(b))  # Rescale of an elementwise op
+    assert delta.abs().max() < 1e-6
+
+
+def test_inexact_warning_names_the_patients_it_affects():
+    """``max`` keeps its plain gradient: exact where the baseline's maximum sits where the input's does."""
+    x = torch.tensor([[3.0, 1.0], [3.0, 1.0], [0.0, 5.0]])
+    b = torch.tensor([[1.0, 2.0], [2.0, 1.0], [0.0, 0.0]])  # row 0: argmax moves, δ = max b - b[argmax x] = 1
+    message = r"no exact rule for \['max'\].* patients \(batch rows\) \[0\] of 3 have \|delta\| above rounding, up to 1 logits"
+    with pytest.warns(InexactDeepLiftWarning, match=message):
+        _, delta = toy(lambda t: t.max(dim=1).values, x, b)
+    torch.testing.assert_close(delta, torch.tensor([1.0, 0.0, 0.0]))

@@ -194,3 +194,101 @@ def test_time_aware_stagenet_equals_pyhealth(stagenet_and_batch):
         torch.testing.assert_close(ours[key], theirs[key].float(), atol=1e-5, rtol=1e-4)
     _, fine = IntegratedGradients(model).attribute(**batch, steps=64, alpha_rule="gauss_legendre", return_convergence_delta=True)
     assert fine.abs().max() < delta.abs().max() / 10
+
+
+def _grad_pass_rows(monkeypatch) -> list[int]:
+    """Rows of every model pass that builds a graph (the path's forward/backward passes), recorded as they run."""
+    from ehrexplain.methods._embedding_space import AttributionSpace
+
+    rows, forward = [], AttributionSpace.forward
+
+    def recorded(self, points, sample_rows):
+        if torch.is_grad_enabled():
+            rows.append(len(sample_rows))
+        return forward(self, points, sample_rows)
+
+    monkeypatch.setattr(AttributionSpace, "forward", recorded)
+    return rows
+
+
+@pytest.mark.parametrize("tolerance", [None, 1e-3])
+def test_default_passes_are_bounded_by_tokens_and_give_the_one_pass_scores(transformer, flat_batch, monkeypatch, tolerance):
+    """Rows per pass follow the records' length: 5 rows of this batch's padded length fill PASS_TOKENS here."""
+    import ehrexplain.methods._chunking as chunking
+
+    tokens = flat_batch["conditions"].shape[1] + flat_batch["procedures"].shape[1]  # one padded row
+    monkeypatch.setattr(chunking, "PASS_TOKENS", 5 * tokens + 3)
+    options = {"steps": 6} if tolerance is None else {"tolerance": tolerance}
+    ig = IntegratedGradients(transformer)
+    whole = ig.attribute(**flat_batch, internal_batch_size=None, **options)
+    rows = _grad_pass_rows(monkeypatch)
+    default = ig.attribute(**flat_batch, **options)
+    assert max(rows) == 5 and sum(rows) >= 7 * len(flat_batch["conditions"])  # every path point, 5 rows at most
+    for key in whole:
+        torch.testing.assert_close(default[key], whole[key], atol=1e-6, rtol=0)
+
+
+def test_explicit_internal_batch_size_wins_over_the_token_budget(transformer, flat_batch, monkeypatch):
+    import ehrexplain.methods._chunking as chunking
+
+    monkeypatch.setattr(chunking, "PASS_TOKENS", 1)  # "auto" would take one row per pass
+    rows = _grad_pass_rows(monkeypatch)
+    IntegratedGradients(transformer, steps=6).attribute(**flat_batch, internal_batch_size=20)
+    assert rows == [20, 20, 16]  # 7 path points × 8 patients
+    rows.clear()
+    IntegratedGradients(transformer, steps=6).attribute(**flat_batch, internal_batch_size="auto")
+    assert rows == [1] * 56
+
+
+def test_rows_per_pass_from_tokens():
+    from ehrexplain.methods._chunking import PASS_ROWS, PASS_TOKENS, pass_rows
+
+    assert pass_rows("auto", 456) == PASS_TOKENS // 456 == 35  # the issue's eICU records: 35 rows, not 1024
+    assert pass_rows("auto", 3) == PASS_ROWS  # short rows: at most PASS_ROWS
+    assert pass_rows("auto", 10 * PASS_TOKENS) == 1  # a record longer than the budget still runs, one row a pass
+    assert pass_rows(7, 456) == 7 and pass_rows(None, 456) is None
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+@pytest.mark.parametrize("where", ["constructor", "call", "gauss_legendre", "max_steps"])
+def test_huge_steps_are_refused_before_anything_is_allocated(transformer, flat_batch, where):
+    """steps=10**9 used to allocate 8 GB for the nodes (an allocation failure); now a ValueError with the numbers."""
+    message = {
+        "constructor": r"steps=1000000000 would build 1,000,000,001 path points \(quadrature nodes\) per patient; "
+                       r"the limit is MAX_STEPS = 4,097",
+        "call": r"steps=1000000000 would build 1,000,000,001 path points",
+        "gauss_legendre": r"steps=100000 would build 100,000 path points .* the limit is MAX_STEPS = 4,097",
+        "max_steps": r"max_steps=1000000000 would build 536,870,913 path points .* the limit is MAX_STEPS = 4,097",
+    }[where]
+    before = _peak_rss_mb()
+    with pytest.raises(ValueError, match=message):
+        if where == "constructor":
+            IntegratedGradients(transformer, steps=10**9)
+        elif where == "call":
+            IntegratedGradients(transformer).attribute(**flat_batch, steps=10**9)
+        elif where == "gauss_legendre":  # its rule alone would need a 10⁵ × 10⁵ matrix (80 GB)
+            IntegratedGradients(transformer, steps=10**5, alpha_rule="gauss_legendre")
+        else:
+            IntegratedGradients(transformer).attribute(**flat_batch, tolerance=1e-3, max_steps=10**9)
+    assert _peak_rss_mb() - before < 100
+    IntegratedGradients(transformer, steps=4097)  # the limit itself is accepted
+
+
+def test_tolerance_store_beyond_its_limit_is_refused_with_the_numbers(transformer, flat_batch, monkeypatch):
+    import ehrexplain.methods._ig_tolerance as engine
+
+    values = flat_batch["conditions"].shape[1] + flat_batch["procedures"].shape[1]
+    scores = 257 * 8 * values  # the finest rule of the default max_steps, 8 patients
+    monkeypatch.setattr(engine, "MAX_STORED_SCORES", scores - 1)
+    rows = _grad_pass_rows(monkeypatch)
+    with pytest.raises(ValueError, match=rf"up to 257 path points \(max_steps\) × 8 patients × {values} input values = "
+                                         rf"{scores:,} scores .* the limit is MAX_STORED_SCORES = {scores - 1:,}"):
+        IntegratedGradients(transformer).attribute(**flat_batch, tolerance=1e-3)
+    assert rows == []  # refused before the first path pass
+    monkeypatch.setattr(engine, "MAX_STORED_SCORES", scores)
+    IntegratedGradients(transformer).attribute(**flat_batch, tolerance=1e-3)

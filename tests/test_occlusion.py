@@ -80,3 +80,20 @@ def test_option_schema_refuses_bad_chunks_by_name(transformer, flat_batch):
     assert bound.call_defaults == {"internal_batch_size": 2}
     torch.testing.assert_close(bound.attribute(**flat_batch)["conditions"],
                                Occlusion(transformer).attribute(**flat_batch)["conditions"], atol=1e-6, rtol=1e-5)
+
+
+def test_default_passes_are_bounded_by_tokens(transformer, flat_batch, monkeypatch):
+    """Each occluded copy holds a whole padded record: by default a pass takes as many as fit PASS_TOKENS."""
+    import ehrexplain.methods._chunking as chunking
+    import ehrexplain.methods.occlusion as occlusion
+
+    tokens = flat_batch["conditions"].shape[1] + flat_batch["procedures"].shape[1]
+    monkeypatch.setattr(chunking, "PASS_TOKENS", 4 * tokens + 1)
+    whole = Occlusion(transformer).attribute(**flat_batch, internal_batch_size=None)
+    rows, logits = [], occlusion._logits
+    monkeypatch.setattr(occlusion, "_logits", lambda batch, values, r: rows.append(len(r)) or logits(batch, values, r))
+    default = Occlusion(transformer).attribute(**flat_batch)
+    codes = int(sum((flat_batch[key] > 1).sum() for key in ("conditions", "procedures")))  # UNK (1) scores 0 unrun
+    assert rows[0] == 8 and max(rows[1:]) == 4 and sum(rows[1:]) == codes  # f(x), then 4 copies a pass
+    for key in whole:
+        torch.testing.assert_close(default[key], whole[key], atol=1e-6, rtol=0)

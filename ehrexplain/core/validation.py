@@ -41,7 +41,8 @@ class Option:
     ``where`` is ``"init"`` (the constructor takes it), ``"call"`` (``attribute``
     does) or ``"both"`` (a constructor default the call may override). ``bounds`` is ``(low, high)`` with ``interval`` saying which ends are
     closed (``"[]"``, ``"[)"``, ``"(]"``, ``"()"``); ``choices`` lists the allowed
-    strings; ``optional`` allows ``None``.
+    strings; ``optional`` allows ``None``; ``words`` are strings taken besides ``kind``
+    (``internal_batch_size="auto"``).
 
     Example:
         >>> Option("discard_ratio", float, 0.0, "init", bounds=(0, 1), interval="[)").check(np.float32(0.5))
@@ -58,11 +59,14 @@ class Option:
     interval: str = "[]"
     choices: tuple = ()
     optional: bool = False
+    words: tuple = ()
 
     def check(self, value, owner: str = ""):
         """``value`` as a plain Python ``kind`` (numpy scalars converted), or a ``TypeError``/``ValueError`` naming the option."""
         if value is None and (self.optional or self.default is None):
             return None
+        if isinstance(value, str) and value in self.words:
+            return value
         prefix = f"{owner}: " if owner else ""
         value = self._typed(value, prefix)
         if self.choices and value not in self.choices:
@@ -92,7 +96,8 @@ class Option:
             return float(value)
         if self.kind is str and isinstance(value, str):
             return value
-        raise TypeError(f"{prefix}{self.name} must be {self._wanted()}, got {value!r} ({type(value).__name__})")
+        wanted = " or ".join([self._wanted(), *map(repr, self.words)])
+        raise TypeError(f"{prefix}{self.name} must be {wanted}, got {value!r} ({type(value).__name__})")
 
 
 def validate_call(model: nn.Module, method, kwargs: dict, schema: dict | None = None) -> dict:

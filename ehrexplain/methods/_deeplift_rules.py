@@ -20,6 +20,13 @@ sum to ``f(x) - f(b)`` up to rounding. Any other op on input-dependent tensors
 (fused RNN kernels, max, sort, ...) runs unchanged with its plain gradient and
 is named in :attr:`ExactMultipliers.inexact`. Baseline rows get no gradient.
 
+Each rule pairs row ``i`` of the batch dimension with row ``i + batch / 2``, and
+finds that dimension by its size (:func:`pair_dim`). A tensor with another
+dimension of the same size is ambiguous: StageNet keeps ``[time, batch, hidden]``,
+so a patient alone (2 rows) with 2 visits would have its visits paired instead
+of its input and baseline. Such ops are noted in :attr:`ExactMultipliers.ambiguous`,
+and :class:`~ehrexplain.methods.DeepLift` runs again with more rows.
+
 The ``"gradient"`` rule (the textbook shortcut, kept for comparison) is a mode of
 the same machinery: the Rescale rule only for elementwise ops run inside an
 activation module (:data:`RESCALE_ACTIVATIONS`), the plain gradient for every
@@ -173,12 +180,15 @@ class ExactMultipliers(TorchFunctionMode):
 
     Attributes:
         inexact: names of ops met on input-dependent tensors that have no exact rule.
+        ambiguous: names of ops whose tensors have more than one dimension of ``batch`` rows
+            (the rule may have paired the wrong rows).
     """
 
     def __init__(self, batch: int, activations_only: bool = False):
         super().__init__()
         self.batch = batch
         self.inexact: set[str] = set()
+        self.ambiguous: set[str] = set()
         self.activations_only = activations_only
         self.activation_depth = 0  # activation modules currently running (hooks of multiplier_rules)
         self._rules = {f: self._elementwise for f in ELEMENTWISE_OPS} if activations_only else self._build_rules()
@@ -204,6 +214,8 @@ class ExactMultipliers(TorchFunctionMode):
         if None in dims:
             self.inexact.add(f"{name} (no dimension holds the [input; baseline] batch)")
             return None
+        if any(list(t.shape).count(self.batch) > 1 for t in tensors):
+            self.ambiguous.add(name)
         return dims
 
     def rescale(self, fn, z: torch.Tensor, name: str = "elementwise") -> torch.Tensor:
@@ -216,7 +228,11 @@ class ExactMultipliers(TorchFunctionMode):
         if not (_tracked(a) and _tracked(b)):
             return op(a, b)
         dims = self._pair_dims(name, a, b)
-        return op(a, b) if dims is None else _Bilinear.apply(op, a, b, (*dims, self.batch))
+        if dims is None:
+            return op(a, b)
+        out = _Bilinear.apply(op, a, b, (*dims, self.batch))
+        self._pair_dims(name, out)  # its backward finds the pair in the output's gradient
+        return out
 
     # -- op rules --------------------------------------------------------------------------
     def _elementwise(self, func, z, *args, **kwargs):

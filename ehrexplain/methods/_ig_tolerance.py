@@ -36,9 +36,10 @@ from typing import Iterator
 import torch
 
 from ..core.exceptions import ConvergenceWarning
+from ._chunking import tokens_per_row
 from ._embedding_space import convergence_delta
 from ._path_points import path_chunks, targets_and_gap
-from ._quadrature import clenshaw_curtis, nested_steps
+from ._quadrature import check_points, clenshaw_curtis, nested_steps
 
 #: Most path points per patient with ``tolerance`` unless ``max_steps`` says otherwise.
 DEFAULT_MAX_STEPS = 257
@@ -91,6 +92,29 @@ class PassLog:
 #: The engine's pass counter.
 PASSES = PassLog()
 
+#: Most scores (float32) the tolerance engine may keep: one per path point, patient and
+#: input value, for every node a patient may reach (1 GiB at the limit).
+MAX_STORED_SCORES = 2**28
+
+
+def check_store(space, finest: int) -> None:
+    """``ValueError`` before the engine allocates, when its scores for ``finest`` points would exceed the limit.
+
+    Example:
+        >>> # check_store(space, 2049)  # 300 patients of 456 values: 280,173,600 scores > MAX_STORED_SCORES, refused
+    """
+    per_patient = tokens_per_row(space.batch.values)
+    scores = finest * space.batch_size * per_patient
+    if scores > MAX_STORED_SCORES:
+        raise ValueError(
+            f"tolerance=... keeps one score per path point, patient and input value: up to {finest:,} path points "
+            f"(max_steps) × {space.batch_size:,} patients × {per_patient:,} input values = {scores:,} scores "
+            f"({4 * scores / 2**30:.1f} GiB); "
+            f"the limit is MAX_STORED_SCORES = {MAX_STORED_SCORES:,} (ehrexplain.methods._ig_tolerance): "
+            "lower max_steps or pass fewer patients per call"
+        )
+
+
 def checked_levels(tolerance, max_steps, steps, alpha_rule) -> list[int] | None:
     """The rules to climb for ``tolerance`` (``None``: fixed steps), arguments checked."""
     if tolerance is None:
@@ -108,7 +132,9 @@ def checked_levels(tolerance, max_steps, steps, alpha_rule) -> list[int] | None:
         raise TypeError(f"max_steps must be an integer, got {type(max_steps).__name__} {max_steps!r}")
     if max_steps < 2:
         raise ValueError(f"max_steps must be >= 2 (the smallest nested rule uses both path ends), got {max_steps}")
-    return nested_steps(int(max_steps))
+    levels = nested_steps(int(max_steps))
+    check_points("max_steps", int(max_steps), levels[-1])
+    return levels
 
 
 class NodeStore:
@@ -183,6 +209,7 @@ def adaptive_path(space, resolve, tolerance, levels, chunk_rows):
     bound with the next one, when they are few (:func:`_likely_short`). That only
     saves a pass: every patient still gets the smallest rule that meets the bound.
     """
+    check_store(space, levels[-1])
     store = NodeStore(space, levels[-1])
     batch, rows = space.batch_size, space.rows
     first_rule = max(p for p in levels if p <= FIRST_PASS_STEPS)

@@ -19,6 +19,12 @@ import numpy as np
 import torch
 
 ALPHA_RULES = ("pyhealth", "gauss_legendre", "clenshaw_curtis")
+#: Most ``steps`` (path points per patient) a rule is built for, and ``max_steps``:
+#: the nested Clenshaw–Curtis rule with ``2**12 + 1`` points (kinked integrands, e.g.
+#: an MLP's ReLUs, may need it). Gauss–Legendre and Clenshaw–Curtis build a matrix of
+#: ``steps × steps`` entries (134 MB, and for Gauss–Legendre tens of seconds, at this
+#: limit), and ``steps=10**9`` would allocate 8 GB for the nodes alone.
+MAX_STEPS = 2**12 + 1
 
 
 def alpha_grid(steps: int, rule: str = "pyhealth") -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +45,7 @@ def alpha_grid(steps: int, rule: str = "pyhealth") -> tuple[torch.Tensor, torch.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_points("steps", steps, steps + (rule == "pyhealth"))
     if rule == "pyhealth":
         alphas = torch.arange(steps + 1, dtype=torch.float64) / steps
         return alphas, torch.full_like(alphas, 1.0 / (steps + 1))
@@ -48,6 +55,23 @@ def alpha_grid(steps: int, rule: str = "pyhealth") -> tuple[torch.Tensor, torch.
     if rule == "clenshaw_curtis":
         return clenshaw_curtis(steps)
     raise ValueError(f"unknown alpha_rule {rule!r}; choose one of {ALPHA_RULES}")
+
+
+def check_points(option: str, value: int, points: int) -> None:
+    """``ValueError`` before any allocation when ``option=value`` asks for more than :data:`MAX_STEPS` path points.
+
+    Example:
+        >>> check_points("steps", 10**9, 10**9 + 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: steps=1000000000 would build 1,000,000,001 path points (quadrature nodes) per patient; the limit is MAX_STEPS = 4,097 ...
+    """
+    if value > MAX_STEPS:
+        raise ValueError(
+            f"{option}={value} would build {points:,} path points (quadrature nodes) per patient; the limit is "
+            f"MAX_STEPS = {MAX_STEPS:,} (ehrexplain.methods._quadrature). Far fewer suffice: Gauss–Legendre steps are "
+            "exact for polynomials of degree 2 steps - 1, and tolerance=1e-3 stops at 257 points by default"
+        )
 
 
 def clenshaw_curtis(points: int) -> tuple[torch.Tensor, torch.Tensor]:

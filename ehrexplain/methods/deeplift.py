@@ -23,7 +23,11 @@ so ``Σ attributions = f(x) - f(b)`` up to float rounding on every model built
 from linear, elementwise, product, softmax and layer-norm ops (PyHealth's MLP,
 Transformer, StageAttentionNet; RNN, GRU and LSTM layers run unrolled, ``_recurrent_unroll``). Ops without an exact rule (LSTM projections,
 max, ...) keep their plain gradient and are named in an
-``InexactDeepLiftWarning``. The remaining gap, the convergence delta, is
+``InexactDeepLiftWarning``, with the patients (batch rows) whose delta exceeds
+rounding. Each patient's rows meet only their own rows, so a batch gives what
+each patient gets alone (where a model tensor has another dimension as long as
+the ``[x; b]`` batch, the pass runs again with more rows, :data:`EXTRA_PAIRS`).
+The remaining gap, the convergence delta, is
 returned on request and never hidden; forcing completeness by rescaling is an
 explicit opt-in. ``multiplier_rule="gradient"`` is the textbook shortcut kept for
 comparison: Rescale only on activation modules, the plain gradient elsewhere,
@@ -43,8 +47,17 @@ from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
 from ._deeplift_rules import MULTIPLIER_RULES, multiplier_rules, opaque_modules
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, embedding_support, sample_totals, target_logit
+from ._ig_tolerance import GAP_FLOOR
 from ._recurrent_unroll import unrolled_recurrences
 from .registry import register_method
+
+#: A patient's DeepLift counts as exact when ``|δ| <= ROUNDING × max(|f(x) - f(b)|, GAP_FLOOR)`` (float32 rounding).
+ROUNDING = 1e-4
+#: Most patients an :class:`InexactDeepLiftWarning` names.
+MAX_NAMED = 20
+#: Extra ``(input, baseline)`` row pairs DeepLift tries, one more each time, when some
+#: tensor of the model has another dimension as long as the ``[x; b]`` batch.
+EXTRA_PAIRS = 8
 
 
 @register_method(
@@ -112,33 +125,61 @@ class DeepLift(Interpreter):
                 reference = space.forward(space.baselines, rows)
             targets = self._resolve_target_indices(logits, target_class_idx)
             gap = target_logit(logits, targets) - target_logit(reference, targets)
-            multipliers = self._multipliers(space, rows, targets)
+            multipliers, inexact = self._multipliers(space, rows, targets)
             raw = {key: (space.inputs[key] - space.baselines[key]) * multipliers[key] for key in space.inputs}
             scores = space.to_raw_shapes(raw)
         delta = convergence_delta(scores, gap)
+        if inexact:
+            warnings.warn(_inexact_message(type(self.model).__name__, inexact, delta, gap), InexactDeepLiftWarning, stacklevel=3)
         if enforce_completeness:
             scores = _rescale_to_gap(scores, gap)
         return (scores, delta) if return_convergence_delta else scores
 
-    def _multipliers(self, space: AttributionSpace, rows: torch.Tensor, targets: torch.Tensor) -> dict:
-        """Gradient at the input rows of a joint ``[x; b]`` pass under the chosen multiplier rule."""
+    def _multipliers(self, space: AttributionSpace, rows: torch.Tensor, targets: torch.Tensor) -> tuple[dict, set[str]]:
+        """Gradient at the input rows of a joint ``[x; b]`` pass under the chosen multiplier rule, and the
+        ops without an exact rule (``"exact"`` rule only).
+
+        The rules find the ``[x; b]`` rows by their number; where a tensor has another
+        dimension of that size (StageNet's ``[time, batch, hidden]`` with as many visits
+        as rows), the pass runs again with one more pair of rows, a copy of the first
+        sample that is then dropped, up to :data:`EXTRA_PAIRS` times.
+        """
         inputs = {key: x.clone().requires_grad_(True) for key, x in space.inputs.items()}
-        stacked = {key: torch.cat([inputs[key], space.baselines[key]]) for key in inputs}
-        unrolled = unrolled_recurrences(self.model) if self.multiplier_rule == "exact" else nullcontext()
-        with unrolled, multiplier_rules(self.model, 2 * len(rows), self.multiplier_rule) as rules:
-            logits = space.forward(stacked, torch.cat([rows, rows]))
+        for extra in range(EXTRA_PAIRS + 1):
+            copies = rows[:1].repeat(extra)
+            stacked = {key: torch.cat([inputs[key], space.inputs[key][copies], b, b[copies]])
+                       for key, b in space.baselines.items()}  # fmt: skip
+            unrolled = unrolled_recurrences(self.model) if self.multiplier_rule == "exact" else nullcontext()
+            with unrolled, multiplier_rules(self.model, 2 * (len(rows) + extra), self.multiplier_rule) as rules:
+                logits = space.forward(stacked, torch.cat([rows, copies, rows, copies]))
+            if not rules.ambiguous:
+                break
+        inexact = set()
         if self.multiplier_rule == "exact":
             inexact = rules.inexact | opaque_modules(self.model)
-            if inexact:
-                warnings.warn(
-                    f"DeepLift has no exact rule for {sorted(inexact)} in {type(self.model).__name__}; "
-                    "they used their plain gradient, so the convergence delta may be nonzero",
-                    InexactDeepLiftWarning,
-                    stacklevel=3,
-                )
+            inexact |= {f"{name} (which dimension holds the [input; baseline] batch is ambiguous)" for name in rules.ambiguous}
         output = target_logit(logits[: len(rows)], targets).sum()
         grads = torch.autograd.grad(output, list(inputs.values()), allow_unused=True)
-        return {key: torch.zeros_like(x) if g is None else g for (key, x), g in zip(inputs.items(), grads)}
+        return {key: torch.zeros_like(x) if g is None else g for (key, x), g in zip(inputs.items(), grads)}, inexact
+
+
+def _inexact_message(model_name: str, inexact: set[str], delta: torch.Tensor, gap: torch.Tensor) -> str:
+    """The :class:`InexactDeepLiftWarning`: the ops without an exact rule, and the patients whose delta shows it.
+
+    A patient counts as inexact when ``|δ| > ROUNDING × max(|f(x) - f(b)|, GAP_FLOOR)``.
+
+    Example:
+        >>> _inexact_message("Net", {"max"}, torch.tensor([0.5, 0.0]), torch.tensor([2.0, 1.0])).split(": ")[1]
+        'patients (batch rows) [0] of 2 have |delta| above rounding, up to 0.5 logits (25% of |f(x) - f(b)|)'
+    """
+    relative = delta.abs() / gap.abs().clamp_min(GAP_FLOOR)
+    rows = (relative > ROUNDING).nonzero().squeeze(1).tolist()
+    start = f"DeepLift has no exact rule for {sorted(inexact)} in {model_name}; they used their plain gradient: "
+    if not rows:
+        return start + "every patient's |delta| is within rounding nonetheless (errors of opposite sign may cancel)"
+    shown = ", ".join(map(str, rows[:MAX_NAMED])) + (", ..." if len(rows) > MAX_NAMED else "")
+    return start + (f"patients (batch rows) [{shown}] of {len(delta)} have |delta| above rounding, up to "
+                    f"{delta.abs().max():.3g} logits ({relative.max():.0%} of |f(x) - f(b)|)")
 
 
 def _rescale_to_gap(scores: dict[str, torch.Tensor], gap: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -11,7 +11,8 @@ Algorithm:
     1. Embed token features (ids cannot be interpolated); continuous ones stay raw.
     2. Fix the target class once, from the unperturbed input.
     3. Build every path point ``b + α_k (x - b)`` for all samples at once and run
-       them through the model in chunks of ``internal_batch_size`` rows.
+       them through the model in chunks of ``internal_batch_size`` rows (by default
+       as many as hold ``PASS_TOKENS`` input values, ``_chunking``).
     4. Weight each point's gradient by the quadrature weight ``w_k`` and sum.
     5. Multiply by ``x - b`` and sum over the embedding dimension.
 
@@ -35,15 +36,12 @@ from ..core.exceptions import ConvergenceWarning
 from ..core.model_state import evaluation_mode, gradients_enabled
 from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
+from ._chunking import AUTO, PASS_ROWS, PASS_TOKENS, pass_rows, tokens_per_row
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, embedding_support
 from ._ig_tolerance import DEFAULT_MAX_STEPS, GAP_FLOOR, adaptive_path, checked_levels
 from ._path_points import path_chunks, targets_and_gap
-from ._quadrature import ALPHA_RULES, alpha_grid
+from ._quadrature import ALPHA_RULES, MAX_STEPS, alpha_grid
 from .registry import register_method
-
-#: Default rows (path points × samples) per forward/backward pass. Bounds memory
-#: and, on CPU, is faster than one huge pass (see ``make bench``).
-DEFAULT_CHUNK_ROWS = 1024
 
 
 @register_method(
@@ -54,7 +52,7 @@ DEFAULT_CHUNK_ROWS = 1024
         Option("steps", int, 50, "both", bounds=(1, math.inf), optional=True),
         Option("alpha_rule", str, "pyhealth", "both", choices=ALPHA_RULES, optional=True),
         Option("return_convergence_delta", bool, False),
-        Option("internal_batch_size", int, DEFAULT_CHUNK_ROWS, bounds=(1, math.inf), optional=True),
+        Option("internal_batch_size", int, AUTO, bounds=(1, math.inf), optional=True, words=(AUTO,)),
         Option("return_steps", bool, False),
     ),
 )
@@ -96,7 +94,7 @@ class IntegratedGradients(Interpreter):
         steps: int | None = None,
         target_class_idx: TargetIndex = None,
         return_convergence_delta: bool = False,
-        internal_batch_size: int | None = DEFAULT_CHUNK_ROWS,
+        internal_batch_size: int | str | None = AUTO,
         alpha_rule: str | None = None,
         tolerance: float | None = None,
         max_steps: int | None = None,
@@ -112,14 +110,18 @@ class IntegratedGradients(Interpreter):
             target_class_idx: class to explain (int or ``[batch]``); default: predicted.
             return_convergence_delta: also return ``Σ attributions - (f(x) - f(b))``
                 per sample, in logits.
-            internal_batch_size: rows (path points × samples) per forward pass,
-                1024 by default; ``None`` runs the whole path at once (fastest on a
-                GPU with memory to spare).
+            internal_batch_size: rows (path points × samples) per forward pass. ``"auto"``
+                (default): as many as hold ``PASS_TOKENS`` (16,384) input values, at most
+                ``PASS_ROWS`` (1024), so memory follows the records' length; ``None`` runs
+                the whole path at once (fastest on a GPU with memory to spare).
             tolerance: refine each patient until ``|δ| <= tolerance × max(|f(x) - f(b)|,
                 GAP_FLOOR)`` on nested Clenshaw–Curtis rules (instead of ``steps``).
                 Patients still above it at ``max_steps`` keep the rule with their
                 smallest ``|δ|`` and a :class:`ConvergenceWarning` says how many.
             max_steps: most path points per patient with ``tolerance`` (default 257).
+                ``steps`` and ``max_steps`` above ``MAX_STEPS`` (4097), and a ``tolerance``
+                call whose scores per path point, patient and value would exceed
+                ``MAX_STORED_SCORES``, are refused before anything is allocated.
             return_steps: also return a ``[batch]`` LongTensor: the path points
                 each patient's scores use.
 
@@ -133,11 +135,12 @@ class IntegratedGradients(Interpreter):
         with evaluation_mode(self.model), gradients_enabled():
             space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
             resolve = functools.partial(self._resolve_target_indices, target_class_idx=target_class_idx)
+            chunk_rows = pass_rows(internal_batch_size, tokens_per_row(space.batch.values))
             if levels is None:
                 targets, gap = targets_and_gap(space, resolve, with_gap=return_convergence_delta)
-                scores, delta, used = _fixed_path(space, alphas, weights, targets, gap, internal_batch_size)
+                scores, delta, used = _fixed_path(space, alphas, weights, targets, gap, chunk_rows)
             else:
-                scores, delta, used = adaptive_path(space, resolve, tolerance, levels, internal_batch_size)
+                scores, delta, used = adaptive_path(space, resolve, tolerance, levels, chunk_rows)
         extras = (delta,) * return_convergence_delta + (used,) * return_steps
         return (scores, *extras) if extras else scores
 
@@ -167,4 +170,4 @@ def _path_gradients(space, alphas, weights, targets, chunk_rows):
     return total
 
 
-__all__ = ["IntegratedGradients", "ConvergenceWarning", "DEFAULT_CHUNK_ROWS", "DEFAULT_MAX_STEPS", "GAP_FLOOR"]
+__all__ = ["IntegratedGradients", "ConvergenceWarning", "DEFAULT_MAX_STEPS", "GAP_FLOOR", "MAX_STEPS", "PASS_ROWS", "PASS_TOKENS"]

@@ -12,7 +12,8 @@ Algorithm (forward passes only, no gradients):
        number of a continuous feature), copy the patient's input with ``x_i``
        replaced by ``b_i`` (UNK for codes by default; a ``baseline`` of id 0 turns
        the code into padding, which the model masks out) and run all copies through the model
-       in chunks of ``internal_batch_size`` rows.
+       in chunks of ``internal_batch_size`` rows (by default as many as hold
+       ``PASS_TOKENS`` input values, ``_chunking``).
     3. ``score_i = f(x) - f(x with x_i := b_i)``.
 
 Invariant: a value equal to its baseline scores exactly 0; padding keeps its
@@ -33,17 +34,15 @@ from ..core.model_checks import check_finite_prediction
 from ..core.model_state import evaluation_mode
 from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
+from ._chunking import AUTO, pass_rows, tokens_per_row
 from ._embedding_space import checked_baseline, target_logit
 from .registry import register_method
-
-#: Default occluded copies per forward pass.
-DEFAULT_CHUNK_ROWS = 1024
 
 
 @register_method(
     "occlusion", label="Occlusion (leave one code out)", signed=True, class_specific=True, uses_baseline=True,
     has_delta=False, needs_gradients=False, needs_attention=False,
-    options=(Option("internal_batch_size", int, DEFAULT_CHUNK_ROWS, bounds=(1, math.inf), optional=True),),
+    options=(Option("internal_batch_size", int, AUTO, bounds=(1, math.inf), optional=True, words=(AUTO,)),),
 )
 class Occlusion(Interpreter):
     """Leave-one-code-out occlusion for any PyHealth model: the model's own answer to "what matters".
@@ -61,7 +60,7 @@ class Occlusion(Interpreter):
     """
 
     def attribute(self, baseline: dict[str, torch.Tensor] | None = None, target_class_idx: TargetIndex = None,
-                  internal_batch_size: int | None = DEFAULT_CHUNK_ROWS, **data) -> dict[str, torch.Tensor]:
+                  internal_batch_size: int | str | None = AUTO, **data) -> dict[str, torch.Tensor]:
         """``f(x) - f(x with one value replaced by its baseline)`` for every input value, shaped like the raw values.
 
         Args:
@@ -69,7 +68,8 @@ class Occlusion(Interpreter):
                 (token ids or numbers, shaped like the input); default UNK for
                 codes and ``1e-2`` for continuous values.
             target_class_idx: class to explain (int or ``[batch]``); default: predicted.
-            internal_batch_size: occluded copies per forward pass; ``None``: all at once.
+            internal_batch_size: occluded copies per forward pass; ``"auto"`` (default): as many
+                as hold ``PASS_TOKENS`` input values, at most ``PASS_ROWS``; ``None``: all at once.
         """
         with evaluation_mode(self.model), torch.no_grad():
             batch = unpack_batch(self.model, data)
@@ -78,12 +78,13 @@ class Occlusion(Interpreter):
             logits = _logits(batch, {}, rows)
             targets = self._resolve_target_indices(logits, target_class_idx)
             f_x = target_logit(logits, targets)
+            chunk_rows = pass_rows(internal_batch_size, tokens_per_row(batch.values))
             scores = {}
             for key, value in batch.values.items():
                 base = baselines[key].to(value.dtype)
                 scores[key] = torch.zeros(value.shape, dtype=f_x.dtype, device=value.device)
                 cells = (value != base).nonzero()  # [n, dims]: the sample, then the position
-                for chunk in cells.split(internal_batch_size or max(len(cells), 1)):
+                for chunk in cells.split(chunk_rows or max(len(cells), 1)):
                     samples, where = chunk[:, 0], tuple(chunk.T)
                     occluded = value[samples].clone()
                     occluded[(torch.arange(len(chunk), device=chunk.device),) + where[1:]] = base[where]

@@ -152,7 +152,7 @@ SOLUTION = r"<summary>Solutions?</summary>\s*```python\n(.*?)```"
     "notebook",
     ["00_quickstart.ipynb", "01_synthetic_ehr_and_models.ipynb", "02_attention_rollout.ipynb",
      "03_chefer_relevance.ipynb", "04_integrated_gradients.ipynb", "05_deeplift.ipynb", "06_split_interface.ipynb",
-     "07_comparing_and_evaluating.ipynb", "08_your_own_data.ipynb"],
+     "07_comparing_and_evaluating.ipynb", "08_your_own_data.ipynb", "09_real_patients.ipynb"],
 )
 def test_the_shown_solutions_pass_every_checker_and_the_placeholders_do_not(notebook, capsys):
     """Run the notebook as stored (placeholders), then its shown solutions, then every checker cell again."""

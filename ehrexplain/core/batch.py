@@ -6,9 +6,13 @@ This module finds the ``value`` slot, derives padding masks, checks the batch,
 and maps attributions back to the raw input shapes.
 
 Example:
-    >>> # batch = next(iter(get_dataloader(dataset, batch_size=4)))
-    >>> # unpacked = unpack_batch(model, batch)
-    >>> # unpacked.values["conditions"].shape, unpacked.token_keys
+    >>> from pyhealth.datasets import get_dataloader
+    >>> batch = next(iter(get_dataloader(cohort.dataset, batch_size=4)))
+    >>> unpacked = unpack_batch(model, batch)
+    >>> unpacked.values["conditions"].shape, sorted(unpacked.token_keys)
+    (torch.Size([4, 6]), ['conditions', 'drugs', 'procedures'])
+    >>> bool(torch.equal(unpacked.masks["conditions"].bool(), batch["conditions"] != 0))   # 1 = a code, 0 = padding
+    True
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ def inverse_vocab(dataset, key: str) -> dict[int, str]:
         ValueError: the feature has no code vocabulary (e.g. a continuous feature).
 
     Example:
-        >>> # inverse_vocab(cohort.dataset, "conditions")[2]  # 'M54.5'
+        >>> codes = inverse_vocab(cohort.dataset, "conditions")
+        >>> codes[0], codes[1], codes[2]
+        ('<pad>', '<unk>', 'E55.9')
     """
     processor = dataset.input_processors[key]
     if not hasattr(processor, "code_vocab"):
@@ -57,8 +63,11 @@ def check_feature_keys(model: nn.Module, data: dict) -> None:
     """Raise ``KeyError`` naming every feature key the model needs but ``data`` lacks.
 
     Example:
-        >>> # check_feature_keys(model, {"label": y})
-        >>> # KeyError: "batch is missing feature key(s) ['conditions'] ..."
+        >>> check_feature_keys(model, batch)                      # every key the model needs: nothing to say
+        >>> check_feature_keys(model, {"label": batch["label"]})
+        Traceback (most recent call last):
+        ...
+        KeyError: "batch is missing feature key(s) ['conditions', 'procedures', 'drugs'] that Transformer needs; ..."
     """
     missing = [key for key in model.feature_keys if key not in data]
     if missing:

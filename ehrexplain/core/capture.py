@@ -9,9 +9,13 @@ when gradients are wanted and autograd is recording.
 
 Example:
     >>> from ehrexplain.capture import as_attention_interpretable
-    >>> # model = pyhealth.models.Transformer(dataset=...)  # trained elsewhere
-    >>> # view = as_attention_interpretable(model)
-    >>> # view.set_attention_hooks(True, capture_gradients=False)
+    >>> view = as_attention_interpretable(model)   # the demo's trained pyhealth.models.Transformer, as it is
+    >>> view.set_attention_hooks(True, capture_gradients=False)
+    >>> with torch.no_grad():
+    ...     _ = model(**batch)
+    >>> view.set_attention_hooks(False)
+    >>> sorted(view.get_attention_layers()), view is model   # maps per feature key; an adapter, the model untouched
+    (['conditions', 'drugs', 'procedures'], False)
 """
 
 from __future__ import annotations
@@ -79,11 +83,17 @@ class PyHealthAttentionAdapter(GradientInterpretable):
             (:func:`find_attention_modules`), so they are not searched twice.
 
     Example:
-        >>> # view = PyHealthAttentionAdapter(trained_transformer)
-        >>> # view.set_attention_hooks(True, capture_gradients=False)
-        >>> # with torch.no_grad(): trained_transformer(**batch)
-        >>> # view.set_attention_hooks(False)
-        >>> # maps = view.get_attention_layers()
+        >>> view = PyHealthAttentionAdapter(model)   # the demo's trained Transformer
+        >>> view.set_attention_hooks(True, capture_gradients=False)
+        >>> with torch.no_grad():
+        ...     _ = model(**batch)
+        >>> view.set_attention_hooks(False)
+        >>> maps = view.get_attention_layers()
+        >>> attention, gradient = maps["conditions"][0]   # layer 0: (map, gradient)
+        >>> attention.shape, gradient, view.hooks_active   # [patients, heads, codes, codes]; no gradient asked for
+        (torch.Size([8, 2, 11, 11]), None, False)
+        >>> bool(torch.allclose(attention.sum(-1), torch.ones(1)))   # softmax rows
+        True
     """
 
     def __init__(self, model: nn.Module, modules: dict[str, list[nn.Module]] | None = None):
@@ -198,9 +208,11 @@ def capturing_attention(view: AttentionInterpretable, gradients: bool) -> Iterat
     Gradient capture is requested only from :class:`GradientInterpretable` models.
 
     Example:
-        >>> # with capturing_attention(view, gradients=False):
-        >>> #     model(**batch)
-        >>> # view.get_attention_layers()
+        >>> view = as_attention_interpretable(model)
+        >>> with capturing_attention(view, gradients=False):
+        ...     _ = model(**batch)
+        >>> view.hooks_active, [attention.shape for attention, gradient in view.get_attention_layers()["drugs"]]
+        (False, [torch.Size([8, 2, 6, 6]), torch.Size([8, 2, 6, 6])])
     """
     if isinstance(view, GradientInterpretable):
         view.set_attention_hooks(True, capture_gradients=gradients)

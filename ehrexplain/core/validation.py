@@ -13,7 +13,14 @@ feature key or option, what was expected and what was given:
   baseline names a key the model does not have.
 
 Example:
-    >>> # checked = validate_call(model, IntegratedGradients.attribute, {"steps": 8, **batch})
+    >>> from ehrexplain import IntegratedGradients
+    >>> checked = validate_call(model, IntegratedGradients.attribute, {"steps": 8, **batch})
+    >>> checked["steps"], sorted(checked) == sorted({"steps": 8, **batch})   # the same keywords, checked
+    (8, True)
+    >>> validate_call(model, IntegratedGradients.attribute, {"step": 8, **batch})
+    Traceback (most recent call last):
+    ...
+    TypeError: IntegratedGradients.attribute() got an unexpected keyword 'step'; did you mean 'steps' ...
 """
 
 from __future__ import annotations
@@ -269,10 +276,16 @@ def check_vocabulary(model, dataset) -> None:
 
     Token ids only mean a code through the vocabulary they were built with: a
     cohort processed with other vocabularies would be explained under the wrong
-    code names (the model reads id 2 as 'M54.5', the cohort calls it 'E11.9').
+    code names (the model reads id 2 as 'E55.9', the cohort calls it 'E11.9').
 
     Example:
-        >>> # check_vocabulary(model, cohort.dataset)
+        >>> check_vocabulary(model, cohort.dataset)   # the cohort the model was trained on: nothing to say
+        >>> from types import SimpleNamespace
+        >>> other = SimpleNamespace(input_processors={"conditions": SimpleNamespace(code_vocab={"E11.9": 2})})
+        >>> check_vocabulary(model, other)
+        Traceback (most recent call last):
+        ...
+        ValueError: feature 'conditions' of the data has another vocabulary than the model's: token id 2 is 'E11.9' ...
     """
     mine = getattr(getattr(model, "dataset", None), "input_processors", {}) or {}
     theirs = getattr(dataset, "input_processors", {}) or {}

@@ -142,7 +142,11 @@ class Interpreter(BaseInterpreter):
     batch and options are then checked before ``attribute`` runs.
 
     Example:
-        >>> # interpreter = AttentionRollout(model); interpreter(**batch)  # same as .attribute
+        >>> from ehrexplain import AttentionRollout
+        >>> interpreter = AttentionRollout(model)
+        >>> called, attributed = interpreter(**batch), interpreter.attribute(**batch)  # calling it is .attribute
+        >>> all(torch.equal(called[key], attributed[key]) for key in attributed)
+        True
     """
 
     #: True when scores carry a sign (IG, DeepLift); False for non-negative

@@ -9,7 +9,15 @@ removed, and the loss and probability helpers patched out for the call are
 restored, also on error.
 
 Example:
-    >>> # logits = forward_substituted(model, kwargs, {"conditions": embedded_points}, rows=8, device="cpu")
+    >>> ids = {"conditions": batch["conditions"]}          # the ids in the batch the model runs on
+    >>> unk = {"conditions": (batch["conditions"] != 0).long()}   # every condition -> UNK, padding kept
+    >>> points = embedding_layer(model)(unk)               # the points: embeddings of other codes
+    >>> kwargs = {key: value for key, value in batch.items() if key != "label"}
+    >>> logits = forward_substituted(model, kwargs, points, ids, rows=8, device="cpu")
+    >>> logits.shape, bool(torch.allclose(logits, model(**{**batch, **unk})["logit"], atol=1e-6))  # as if run on them
+    (torch.Size([8, 1]), True)
+    >>> bool(torch.allclose(logits, model(**batch)["logit"]))   # not the batch's own prediction
+    False
 """
 
 from __future__ import annotations
@@ -29,7 +37,10 @@ def embedding_layer(model: nn.Module) -> nn.Module | None:
     A model of your own names its layer by defining ``get_embedding_model()``.
 
     Example:
-        >>> # embedding_layer(pyhealth_rnn)  # its EmbeddingModel
+        >>> type(embedding_layer(model)).__name__        # the demo Transformer's
+        'EmbeddingModel'
+        >>> embedding_layer(torch.nn.Linear(2, 2)) is None  # no embedding layer
+        True
     """
     getter = getattr(model, "get_embedding_model", None)
     layer = getter() if callable(getter) else None

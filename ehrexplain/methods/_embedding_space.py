@@ -6,8 +6,12 @@ features are embedded first and compared there; continuous features stay raw,
 so every raw number gets its own attribution. This module holds that logic once.
 
 Example:
-    >>> # space = AttributionSpace.build(model, batch, baseline=None, use_embeddings=True)
-    >>> # logits = space.forward(space.inputs, rows=torch.arange(space.batch_size))
+    >>> space = AttributionSpace.build(model, batch, baseline=None, use_embeddings=True)
+    >>> space.inputs["conditions"].shape, sorted(space.embedded_keys)   # codes embedded: [patients, codes, 32]
+    (torch.Size([8, 11, 32]), ['conditions', 'drugs', 'procedures'])
+    >>> logits = space.forward(space.inputs, rows=torch.arange(space.batch_size))
+    >>> bool(torch.allclose(logits, model(**batch)["logit"], atol=1e-6))   # x in this space is the model's x
+    True
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ def default_baseline(batch: FeatureBatch, use_embeddings: bool) -> dict[str, tor
     """PyHealth's reference input (UNK for tokens, ``1e-2`` for continuous values), padding kept.
 
     Example:
-        >>> # default_baseline(unpack_batch(model, batch), True)["conditions"]  # 1 where a code is, 0 at padding
+        >>> baseline = default_baseline(unpack_batch(model, batch), True)["conditions"]
+        >>> bool(torch.equal(baseline, (batch["conditions"] != 0).long()))  # 1 (UNK) where a code is, 0 at padding
+        True
     """
     baselines = {}
     for key, value in batch.values.items():

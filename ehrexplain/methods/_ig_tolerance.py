@@ -101,7 +101,13 @@ def check_store(space, finest: int) -> None:
     """``ValueError`` before the engine allocates, when its scores for ``finest`` points would exceed the limit.
 
     Example:
-        >>> # check_store(space, 2049)  # 300 patients of 456 values: 280,173,600 scores > MAX_STORED_SCORES, refused
+        >>> from ehrexplain.methods._embedding_space import AttributionSpace
+        >>> space = AttributionSpace.build(model, batch, baseline=None, use_embeddings=True)  # 8 patients, 20 values
+        >>> check_store(space, 2049)       # 2,049 × 8 × 20 = 327,840 scores: allowed, nothing returned
+        >>> check_store(space, 2**21)      # 335,544,320 scores > MAX_STORED_SCORES: refused
+        Traceback (most recent call last):
+        ...
+        ValueError: tolerance=... keeps one score per path point, patient and input value: up to 2,097,152 ...
     """
     per_patient = tokens_per_row(space.batch.values)
     scores = finest * space.batch_size * per_patient

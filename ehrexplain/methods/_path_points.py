@@ -5,8 +5,18 @@ Shared by the fixed-step rule (``integrated_gradients``) and the tolerance engin
 ``point_alpha[r]``, i.e. ``b + α (x - b)``.
 
 Example:
-    >>> # targets, gap = targets_and_gap(space, resolve, with_gap=True)
-    >>> # for part, samples, grads, logits, targets in path_chunks(space, alphas, samples, targets, 1024): ...
+    >>> from ehrexplain.methods._embedding_space import AttributionSpace
+    >>> space = AttributionSpace.build(model, batch, baseline=None, use_embeddings=True)
+    >>> targets, gap = targets_and_gap(space, lambda logits: logits.argmax(-1), with_gap=True)
+    >>> targets.tolist(), gap.shape    # one logit: class 0 for every patient
+    ([0, 0, 0, 0, 0, 0, 0, 0], torch.Size([8]))
+    >>> alphas, samples = torch.tensor([0.0, 1.0]).repeat_interleave(8), space.rows.repeat(2)  # b, then x, of each
+    >>> chunks = list(path_chunks(space, alphas, samples, targets, 8))
+    >>> [part for part, samples, grads, logits, targets in chunks], sorted(chunks[0][2])  # 2 passes; ∇f per key
+    ([slice(0, 8, None), slice(8, 16, None)], ['conditions', 'drugs', 'procedures'])
+    >>> ends = torch.cat([logits for part, samples, grads, logits, targets in chunks])
+    >>> bool(torch.allclose(ends[8:] - ends[:8], gap, atol=1e-5))   # the path's two ends: f(x) - f(b)
+    True
 """
 
 from __future__ import annotations

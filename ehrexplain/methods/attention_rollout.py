@@ -127,8 +127,13 @@ class AttentionRollout(Interpreter):
 
     Example:
         >>> from ehrexplain import AttentionRollout
-        >>> # scores = AttentionRollout(model)(**batch)
-        >>> # scores["conditions"].sum(-1)  # 1 per patient for flat sequences
+        >>> scores = AttentionRollout(model)(**batch)
+        >>> scores["conditions"].shape
+        torch.Size([8, 11])
+        >>> bool(torch.allclose(scores["conditions"].sum(-1), torch.ones(8)))  # 1 per patient for flat sequences
+        True
+        >>> bool((scores["conditions"][batch["conditions"] == 0] == 0).all())  # padding scores 0
+        True
     """
 
     def __init__(self, model, head_fusion: str = "mean", discard_ratio: float = 0.0):

@@ -107,7 +107,11 @@ class CheferRelevance(Interpreter):
 
     Example:
         >>> from ehrexplain import CheferRelevance
-        >>> # relevance = CheferRelevance(model).attribute(target_class_idx=1, **batch)
+        >>> relevance = CheferRelevance(model).attribute(target_class_idx=1, **batch)
+        >>> relevance["conditions"].shape, bool((relevance["conditions"] >= 0).all())   # non-negative relevance
+        (torch.Size([8, 11]), True)
+        >>> bool((relevance["conditions"][batch["conditions"] == 0] == 0).all())         # padding scores 0
+        True
     """
 
     def __init__(self, model):

@@ -82,8 +82,13 @@ class DeepLift(Interpreter):
 
     Example:
         >>> from ehrexplain import DeepLift
-        >>> # scores, delta = DeepLift(model).attribute(**batch, return_convergence_delta=True)
-        >>> # delta  # Σ scores - (f(x) - f(b)): float rounding only, unless a warning names an op
+        >>> scores, delta = DeepLift(model).attribute(**batch, return_convergence_delta=True)
+        >>> scores["conditions"].shape, delta.shape   # delta: Σ scores - (f(x) - f(b)) per patient
+        (torch.Size([8, 11]), torch.Size([8]))
+        >>> unk = {**batch, **{key: (batch[key] != 0).long() for key in model.feature_keys}}  # the default baseline b
+        >>> gap = (model(**batch)["logit"] - model(**unk)["logit"]).squeeze(1).detach()  # f(x) - f(b)
+        >>> bool((delta.abs() <= 1e-4 * gap.abs()).all())   # float rounding only, unless a warning names an op
+        True
     """
 
     def __init__(self, model, use_embeddings: bool = True, multiplier_rule: str = "exact"):

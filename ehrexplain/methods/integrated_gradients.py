@@ -73,10 +73,18 @@ class IntegratedGradients(Interpreter):
 
     Example:
         >>> from ehrexplain import IntegratedGradients
-        >>> # ig = IntegratedGradients(model, steps=50)
-        >>> # scores, delta = ig.attribute(**batch, return_convergence_delta=True)
-        >>> # delta.abs().max()  # quadrature error per sample, in logits
-        >>> # scores, steps = ig.attribute(**batch, tolerance=1e-3, return_steps=True)
+        >>> ig = IntegratedGradients(model, steps=16)
+        >>> scores, delta = ig.attribute(**batch, return_convergence_delta=True)
+        >>> scores["conditions"].shape, delta.shape   # delta: quadrature error per sample, in logits
+        (torch.Size([8, 11]), torch.Size([8]))
+        >>> unk = {**batch, **{key: (batch[key] != 0).long() for key in model.feature_keys}}  # the default baseline b
+        >>> gap = (model(**batch)["logit"] - model(**unk)["logit"]).squeeze(1).detach()  # f(x) - f(b)
+        >>> bool((delta.abs() <= 1e-2 * gap.abs()).all())   # 16 points of PyHealth's grid: not within 1% of the gap
+        False
+        >>> scores, delta, steps = ig.attribute(**batch, tolerance=1e-2, return_convergence_delta=True,
+        ...                                     return_steps=True)   # refined per patient until |δ| <= 1% of the gap
+        >>> bool((delta.abs() <= 1e-2 * gap.abs()).all()), bool((steps <= 257).all())   # within max_steps
+        (True, True)
     """
 
     def __init__(self, model, use_embeddings: bool = True, steps: int = 50, alpha_rule: str = "pyhealth"):

@@ -55,8 +55,18 @@ class Occlusion(Interpreter):
 
     Example:
         >>> from ehrexplain.methods import Occlusion
-        >>> # scores = Occlusion(model).attribute(**batch)                 # code -> UNK
-        >>> # removed = Occlusion(model).attribute(**batch, baseline={"conditions": torch.zeros_like(ids)})
+        >>> ids = batch["conditions"]
+        >>> scores = Occlusion(model).attribute(**batch)                 # code -> UNK
+        >>> removed = Occlusion(model).attribute(**batch, baseline={"conditions": torch.zeros_like(ids)})  # -> padding
+        >>> scores["conditions"].shape, bool((scores["conditions"][ids == 0] == 0).all())   # padding scores 0
+        (torch.Size([8, 11]), True)
+        >>> bool(torch.equal(removed["drugs"], scores["drugs"]))   # other features still go to UNK
+        True
+        >>> occluded = {**batch, "conditions": ids.clone()}
+        >>> occluded["conditions"][0, 0] = 1                         # patient 0's first code -> UNK, by hand
+        >>> by_hand = model(**batch)["logit"][0, 0] - model(**occluded)["logit"][0, 0]   # f(x) - f(x without it)
+        >>> bool(torch.isclose(scores["conditions"][0, 0], by_hand, atol=1e-5))
+        True
     """
 
     def attribute(self, baseline: dict[str, torch.Tensor] | None = None, target_class_idx: TargetIndex = None,

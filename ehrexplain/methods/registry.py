@@ -110,7 +110,9 @@ def make_interpreter(name: str, model, **options):
     ``attribute`` call that does not pass its own.
 
     Example:
-        >>> # ig = make_interpreter("integrated_gradients", model, steps=100, internal_batch_size=128)
+        >>> ig = make_interpreter("integrated_gradients", model, steps=100, internal_batch_size=128)
+        >>> type(ig).__name__, ig.steps, ig.call_defaults   # steps to the constructor, the batch size to every call
+        ('IntegratedGradients', 100, {'internal_batch_size': 128})
     """
     spec = method_spec(name)
     init, call = spec.split(options)

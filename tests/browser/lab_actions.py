@@ -115,7 +115,7 @@ _FIGURES = f"""(name) => {{
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   const outputs_of = c => Array.from({{length: c.model.outputs.length}}, (_, i) => c.model.outputs.get(i));
   const stored = cells.flatMap(outputs_of).filter(o => o.data && o.data['image/png']).length;
-  const images = [...panel.node.querySelectorAll('.jp-OutputArea-output .jp-RenderedImage img')];
+  const images = [...panel.node.querySelectorAll('.jp-OutputArea .jp-RenderedImage img')];
   return {{stored, drawn: images.filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0).length}};
 }}"""
 

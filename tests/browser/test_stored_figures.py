@@ -30,7 +30,7 @@ def test_every_stored_figure_is_drawn(page, lab):
         else:
             open_tab(page, name)
         activate(page, name)
-        images = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output .jp-RenderedImage img")
+        images = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea .jp-RenderedImage img")
         for k in range(images.count()):  # JupyterLab loads an image lazily, when it scrolls into view, as a reader does
             images.nth(k).scroll_into_view_if_needed()
         deadline = time.monotonic() + 30

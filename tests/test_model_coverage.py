@@ -257,11 +257,10 @@ def readme_table() -> str:
 
 #: Cells that fail today, each with the bug (strict: the test says when one is fixed).
 KNOWN_BUGS = {
-    ("StageAttentionNet", "rollout"): "PyHealth's StageAttentionNet.get_relevance_tensor derives a flat feature's "
-    "mask by summing over the sequence (IndexError) ",
-    ("StageAttentionNet", "chefer"): "the same get_relevance_tensor IndexError as rollout",
-    ("StageAttentionNet", "deeplift"): "no InexactDeepLiftWarning, yet |δ| is ~half of f(x) − f(b) and a patient alone "
-    "scores differently from its batch row",
+    ("StageAttentionNet", "deeplift"): "silently inexact, no InexactDeepLiftWarning: the exact rules find the stacked "
+    "[input; baseline] rows as the first dimension of size 2 x batch (_deeplift_rules.pair_dim), and "
+    "StageAttentionNet's [time, batch, hidden] tensors have time == 2 x 4 patients == 8 here, so inputs are paired "
+    "with the wrong baselines (|δ| ~ 0.45 |f(x) − f(b)|; exact with 3, 5 or 6 patients)",
 }
 
 

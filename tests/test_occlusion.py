@@ -80,3 +80,15 @@ def test_option_schema_refuses_bad_chunks_by_name(transformer, flat_batch):
     assert bound.call_defaults == {"internal_batch_size": 2}
     torch.testing.assert_close(bound.attribute(**flat_batch)["conditions"],
                                Occlusion(transformer).attribute(**flat_batch)["conditions"], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", ["LogisticRegression", "RNN", "RETAIN"])
+def test_models_that_read_bare_tensors_or_the_label_are_occluded_as_their_forward_runs(cls, flat_dataset, flat_batch):
+    """LogisticRegression and RETAIN take a bare tensor (not a 1-tuple), RNN reads the label: all once crashed."""
+    import pyhealth.models
+
+    torch.manual_seed(0)
+    model = getattr(pyhealth.models, cls)(dataset=flat_dataset, embedding_dim=8).eval()
+    batch = {key: value[:3] for key, value in flat_batch.items()}
+    scores = Occlusion(model).attribute(**batch)
+    torch.testing.assert_close(scores["conditions"], _loop_reference(model, batch, "conditions", 1), atol=1e-5, rtol=1e-4)

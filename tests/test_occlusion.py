@@ -91,9 +91,21 @@ def test_default_passes_are_bounded_by_tokens(transformer, flat_batch, monkeypat
     monkeypatch.setattr(chunking, "PASS_TOKENS", 4 * tokens + 1)
     whole = Occlusion(transformer).attribute(**flat_batch, internal_batch_size=None)
     rows, logits = [], occlusion._logits
-    monkeypatch.setattr(occlusion, "_logits", lambda batch, values, r: rows.append(len(r)) or logits(batch, values, r))
+    monkeypatch.setattr(occlusion, "_logits", lambda batch, values, r, *rest: rows.append(len(r)) or logits(batch, values, r, *rest))
     default = Occlusion(transformer).attribute(**flat_batch)
     codes = int(sum((flat_batch[key] > 1).sum() for key in ("conditions", "procedures")))  # UNK (1) scores 0 unrun
     assert rows[0] == 8 and max(rows[1:]) == 4 and sum(rows[1:]) == codes  # f(x), then 4 copies a pass
     for key in whole:
         torch.testing.assert_close(default[key], whole[key], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cls", ["LogisticRegression", "RNN", "RETAIN"])
+def test_models_that_read_bare_tensors_or_the_label_are_occluded_as_their_forward_runs(cls, flat_dataset, flat_batch):
+    """LogisticRegression and RETAIN take a bare tensor (not a 1-tuple), RNN reads the label: all once crashed."""
+    import pyhealth.models
+
+    torch.manual_seed(0)
+    model = getattr(pyhealth.models, cls)(dataset=flat_dataset, embedding_dim=8).eval()
+    batch = {key: value[:3] for key, value in flat_batch.items()}
+    scores = Occlusion(model).attribute(**batch)
+    torch.testing.assert_close(scores["conditions"], _loop_reference(model, batch, "conditions", 1), atol=1e-5, rtol=1e-4)

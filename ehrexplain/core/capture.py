@@ -153,12 +153,35 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         return {key: list(zip(self._maps[key], self._grads[key])) for key in self._modules}
 
     def get_relevance_tensor(self, R: dict[str, torch.Tensor], **data) -> dict[str, torch.Tensor]:
-        return self.model.get_relevance_tensor(R, **data)
+        return self.model.get_relevance_tensor(R, **_flat_token_masks(self.model, data))
 
     @property
     def hooks_active(self) -> bool:
         """Whether forward hooks are currently registered."""
         return bool(self._handles)
+
+
+def _flat_token_masks(model: nn.Module, data: dict) -> dict:
+    """``data`` with a padding mask appended to each flat (``[batch, length]``) token feature that has none.
+
+    PyHealth 2.1's ``StageAttentionNet.get_relevance_tensor`` takes such a trailing mask; without one it
+    derives the mask by summing the values over their last dimension, which for flat token ids is the
+    sequence itself (an ``IndexError``). Token id 0 is padding, as in the model's own mask.
+    """
+    processors = getattr(getattr(model, "dataset", None), "input_processors", {})
+    out = dict(data)
+    for key, feature in data.items():
+        processor = processors.get(key)
+        if processor is None or not callable(getattr(processor, "is_token", None)) or not processor.is_token():
+            continue
+        schema = tuple(processor.schema())
+        parts = (feature,) if isinstance(feature, torch.Tensor) else tuple(feature)
+        if "mask" in schema or "value" not in schema or len(parts) != len(schema):
+            continue
+        value = parts[schema.index("value")]
+        if isinstance(value, torch.Tensor) and value.dim() == 2:
+            out[key] = parts + ((value != 0).int(),)
+    return out
 
 
 def as_attention_interpretable(

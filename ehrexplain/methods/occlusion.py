@@ -35,6 +35,7 @@ from ..core.model_state import evaluation_mode
 from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
 from ._chunking import AUTO, pass_rows, tokens_per_row
+from ._embedding_hook import forward_substituted
 from ._embedding_space import checked_baseline, target_logit
 from .registry import register_method
 
@@ -85,7 +86,8 @@ class Occlusion(Interpreter):
             batch = unpack_batch(self.model, data)
             baselines = checked_baseline(batch, baseline, use_embeddings=True)
             rows = torch.arange(len(next(iter(batch.values.values()))), device=next(iter(batch.values.values())).device)
-            logits = _logits(batch, {}, rows)
+            bare = frozenset(key for key in batch.values if isinstance(data[key], torch.Tensor))
+            logits = _logits(batch, {}, rows, bare)
             targets = self._resolve_target_indices(logits, target_class_idx)
             f_x = target_logit(logits, targets)
             chunk_rows = pass_rows(internal_batch_size, tokens_per_row(batch.values))
@@ -98,20 +100,24 @@ class Occlusion(Interpreter):
                     samples, where = chunk[:, 0], tuple(chunk.T)
                     occluded = value[samples].clone()
                     occluded[(torch.arange(len(chunk), device=chunk.device),) + where[1:]] = base[where]
-                    f_occluded = target_logit(_logits(batch, {key: occluded}, samples), targets[samples])
+                    f_occluded = target_logit(_logits(batch, {key: occluded}, samples, bare), targets[samples])
                     scores[key][where] = f_x[samples] - f_occluded
         return scores
 
 
-def _logits(batch: FeatureBatch, values: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+def _logits(batch: FeatureBatch, values: dict[str, torch.Tensor], rows: torch.Tensor, bare=frozenset()) -> torch.Tensor:
     """Logits of the samples ``rows`` with ``values`` swapped in, run as the model runs a dataloader batch.
 
     Masks that ehrexplain derived (features whose schema has none) are left out,
     so the model derives them from the occluded values itself, as it would for a
-    batch that held padding there.
+    batch that held padding there. Keys in ``bare`` (the caller passed a bare
+    tensor) go to the model as one: RETAIN, CNN, AdaCare, GCN, ... read a tuple
+    differently. The loss is skipped and a placeholder label given (RNN, TCN, ...
+    read the label in ``forward``).
     """
-    kwargs = {key: parts[: len(_schema(batch.model, key))] for key, parts in batch.forward_kwargs(values, rows).items()}
-    logits = batch.model(**kwargs)["logit"]
+    kwargs = {key: parts[0] if key in bare else parts[: len(_schema(batch.model, key))]
+              for key, parts in batch.forward_kwargs(values, rows).items()}  # fmt: skip
+    logits = forward_substituted(batch.model, kwargs, {}, {}, len(rows), rows.device)
     occluded = f" with {sorted(values) or 'no'} value(s) occluded"
     check_finite_prediction(batch.model, logits, rows, batch.masks, context=occluded)
     return logits

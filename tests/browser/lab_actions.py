@@ -109,12 +109,13 @@ def notebook_text(page) -> str:
     return page.inner_text(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
 
 
-#: JavaScript: the figures (PNG outputs) the notebook's model holds, and how many the page drew with real pixels.
+#: JavaScript: the figures (PNG outputs that are not a widget view's fallback) the notebook's model holds, and how many the page drew with real pixels.
 _FIGURES = f"""(name) => {{
   {_PANEL}
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   const outputs_of = c => Array.from({{length: c.model.outputs.length}}, (_, i) => c.model.outputs.get(i));
-  const stored = cells.flatMap(outputs_of).filter(o => o.data && o.data['image/png']).length;
+  const widget = 'application/vnd.jupyter.widget-view+json';  // a view's PNG is its fallback, not a figure
+  const stored = cells.flatMap(outputs_of).filter(o => o.data && o.data['image/png'] && !o.data[widget]).length;
   const images = [...panel.node.querySelectorAll('.jp-OutputArea .jp-RenderedImage img')];
   return {{stored, drawn: images.filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0).length}};
 }}"""

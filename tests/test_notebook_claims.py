@@ -114,7 +114,7 @@ def uncomputed_numbers(markdown: str) -> list[str]:
 
     Example:
         >>> uncomputed_numbers("IG recovers 0.77 of the codes (notebook 07, Sundararajan 2017); $R = (1/2)^L$")
-        ['recovers 0.77 of the']
+        ['IG recovers 0.77 of t', 'recovers 0.77 of the']
     """
     found = [f"math {m}" for m in re.findall(MATH, markdown, flags=re.S) if re.search(DECIMAL, m)]
     text = re.sub(MATH, " ", markdown, flags=re.S)

@@ -20,7 +20,7 @@ def _tiny_transformer(samples, seed=0):
     from ehrexplain.data.training import train_model
 
     torch.manual_seed(seed)
-    model = Transformer(dataset=samples, embedding_dim=16, heads=2, num_layers=1)
+    model = Transformer(dataset=samples, embedding_dim=16, heads=2, num_layers=1, max_seq_len=2048)  # records reach 1065 codes
     return train_model(model, samples, epochs=1, batch_size=64, seed=seed)
 
 

@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_interpreters.py
 	$(PY) bench/bench_ig_tolerance.py
 	$(PY) bench/bench_cohort.py
+	$(PY) bench/bench_cohort.py --data eicu --patients 48 --batch-size 16  # real records: per patient and per code
 	$(PY) bench/bench_ig_memory.py
 
 memory: $(STAMP)

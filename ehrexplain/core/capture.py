@@ -28,6 +28,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .batch import _schema, as_tuple, feature_value, padding_mask
 from .interfaces import (
     AttentionInterpretable,
     AttentionLayers,
@@ -166,21 +167,18 @@ def _flat_token_masks(model: nn.Module, data: dict) -> dict:
 
     PyHealth 2.1's ``StageAttentionNet.get_relevance_tensor`` takes such a trailing mask; without one it
     derives the mask by summing the values over their last dimension, which for flat token ids is the
-    sequence itself (an ``IndexError``). Token id 0 is padding, as in the model's own mask.
+    sequence itself (an ``IndexError``). The mask is :func:`~.batch.padding_mask`, the model's own.
     """
     processors = getattr(getattr(model, "dataset", None), "input_processors", {})
     out = dict(data)
     for key, feature in data.items():
-        processor = processors.get(key)
-        if processor is None or not callable(getattr(processor, "is_token", None)) or not processor.is_token():
+        if key not in processors or not callable(getattr(processors[key], "is_token", None)) or not processors[key].is_token():
             continue
-        schema = tuple(processor.schema())
-        parts = (feature,) if isinstance(feature, torch.Tensor) else tuple(feature)
+        schema, parts = _schema(model, key), as_tuple(feature)
         if "mask" in schema or "value" not in schema or len(parts) != len(schema):
             continue
-        value = parts[schema.index("value")]
-        if isinstance(value, torch.Tensor) and value.dim() == 2:
-            out[key] = parts + ((value != 0).int(),)
+        if feature_value(model, key, parts).dim() == 2:
+            out[key] = parts + (padding_mask(model, key, parts),)
     return out
 
 

@@ -16,7 +16,11 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from ..core.validation import Option
 
 #: Input values (token ids, or numbers of a continuous feature, padding included) one
 #: model pass takes by default. On the 32 longest eICU demo records (634 padded tokens a
@@ -28,6 +32,8 @@ PASS_TOKENS = 2**14
 PASS_ROWS = 1024
 #: ``internal_batch_size`` that picks the rows per pass from :data:`PASS_TOKENS`.
 AUTO = "auto"
+#: The ``internal_batch_size`` call option of every method that chunks its passes.
+INTERNAL_BATCH_SIZE = Option("internal_batch_size", int, AUTO, bounds=(1, math.inf), optional=True, words=(AUTO,))
 
 
 def tokens_per_row(values: dict[str, torch.Tensor]) -> int:

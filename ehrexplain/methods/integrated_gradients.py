@@ -36,7 +36,7 @@ from ..core.exceptions import ConvergenceWarning
 from ..core.model_state import evaluation_mode, gradients_enabled
 from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
-from ._chunking import AUTO, PASS_ROWS, PASS_TOKENS, pass_rows, tokens_per_row
+from ._chunking import AUTO, INTERNAL_BATCH_SIZE, PASS_ROWS, PASS_TOKENS, pass_rows, tokens_per_row
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, embedding_support
 from ._ig_tolerance import DEFAULT_MAX_STEPS, GAP_FLOOR, adaptive_path, checked_levels
 from ._path_points import path_chunks, targets_and_gap
@@ -52,7 +52,7 @@ from .registry import register_method
         Option("steps", int, 50, "both", bounds=(1, math.inf), optional=True),
         Option("alpha_rule", str, "pyhealth", "both", choices=ALPHA_RULES, optional=True),
         Option("return_convergence_delta", bool, False),
-        Option("internal_batch_size", int, AUTO, bounds=(1, math.inf), optional=True, words=(AUTO,)),
+        INTERNAL_BATCH_SIZE,
         Option("return_steps", bool, False),
     ),
 )

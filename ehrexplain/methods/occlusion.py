@@ -25,16 +25,14 @@ shared out), so there is no convergence delta.
 
 from __future__ import annotations
 
-import math
 
 import torch
 
 from ..core.batch import FeatureBatch, _schema, unpack_batch
 from ..core.model_checks import check_finite_prediction
 from ..core.model_state import evaluation_mode
-from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
-from ._chunking import AUTO, pass_rows, tokens_per_row
+from ._chunking import AUTO, INTERNAL_BATCH_SIZE, pass_rows, tokens_per_row
 from ._embedding_hook import forward_substituted
 from ._embedding_space import checked_baseline, target_logit
 from .registry import register_method
@@ -43,7 +41,7 @@ from .registry import register_method
 @register_method(
     "occlusion", label="Occlusion (leave one code out)", signed=True, class_specific=True, uses_baseline=True,
     has_delta=False, needs_gradients=False, needs_attention=False,
-    options=(Option("internal_batch_size", int, AUTO, bounds=(1, math.inf), optional=True, words=(AUTO,)),),
+    options=(INTERNAL_BATCH_SIZE,),
 )
 class Occlusion(Interpreter):
     """Leave-one-code-out occlusion for any PyHealth model: the model's own answer to "what matters".

@@ -35,6 +35,7 @@ from .interfaces import (
     GradientInterpretable,
     missing_attention_methods,
 )
+from .mamba_capture import MambaStackAdapter, find_mamba_stacks
 
 
 def _pyhealth_attention_type() -> type:
@@ -211,6 +212,9 @@ def as_attention_interpretable(
                 "gradient of every attention map after backward()."
             )
         return model
+    stacks = find_mamba_stacks(model)  # JambaEHR, EHRMamba: Mamba blocks mix positions too
+    if stacks:
+        return MambaStackAdapter(model, stacks)
     modules = find_attention_modules(model)
     if modules:
         return PyHealthAttentionAdapter(model, modules)

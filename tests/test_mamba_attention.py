@@ -7,7 +7,7 @@ from conftest import _batch, single_sample
 from ehrexplain import AttentionRollout, CheferRelevance
 from ehrexplain.core.capture import as_attention_interpretable, capturing_attention
 from ehrexplain.core.mamba_capture import MambaStackAdapter
-from ehrexplain.core.mamba_mixing import hidden_attention, rollout_map
+from ehrexplain.core.mamba_mixing import conv_taps, gradient_weighted_map, hidden_attention, rollout_map, through_conv
 from ehrexplain.methods.attention_rollout import rollout_matrix
 
 MODELS = {
@@ -64,6 +64,27 @@ def test_hidden_attention_is_the_blocks_real_mixing(flat_dataset, batch, name):
         alpha = hidden_attention(recorder.block, recorder.u.shape[1])
         mixed = torch.einsum("dts,bsd->btd", alpha, recorder.u)
         assert torch.allclose(mixed, recorder.y, atol=1e-5), (mixed - recorder.y).abs().max()
+
+
+def test_chefer_map_of_a_block_is_the_positive_part_per_channel():
+    from pyhealth.models.ehrmamba import MambaBlock
+
+    torch.manual_seed(0)
+    block, u, g = MambaBlock(d_model=4, conv_kernel=1), torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    per_channel = hidden_attention(block, 5) * g.transpose(1, 2)[..., :, None] * u.transpose(1, 2)[..., None, :]
+    assert torch.allclose(gradient_weighted_map(block, u, g), per_channel.clamp(min=0).mean(1), atol=1e-6)
+
+
+def test_conv_taps_compose_as_a_dense_causal_map():
+    torch.manual_seed(0)
+    conv, mixing = torch.nn.Conv1d(3, 3, 4, padding=3), torch.rand(2, 3, 6, 6)
+    taps = conv_taps(conv, 6)
+    dense = torch.zeros(3, 6, 6)  # [channel, s', s]: s' reads s = s' - lag
+    for lag in range(4):
+        for position in range(lag, 6):
+            dense[:, position, position - lag] = taps[:, position, lag]
+    assert torch.allclose(dense.sum(-1), torch.ones(3, 6))
+    assert torch.allclose(through_conv(mixing, taps), torch.einsum("bdts,dsr->btr", mixing, dense) / 3, atol=1e-6)
 
 
 def test_hooks_capture_the_ssm_input_and_its_output_gradient(flat_dataset, batch):

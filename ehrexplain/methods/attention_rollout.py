@@ -119,7 +119,7 @@ class AttentionRollout(Interpreter):
     caller's ``no_grad`` or ``inference_mode``) and builds no autograd graph.
 
     Args:
-        model: a trained PyHealth ``Transformer``/``StageAttentionNet`` (adapted
+        model: a trained PyHealth ``Transformer``/``StageAttentionNet``/``JambaEHR``/``EHRMamba`` (adapted
             automatically) or any :class:`~ehrexplain.AttentionInterpretable` model.
         head_fusion: ``"mean"`` (default, the paper's choice), ``"max"`` or ``"min"``.
         discard_ratio: drop this fraction of the weakest weights in each

@@ -97,7 +97,7 @@ class CheferRelevance(Interpreter):
     train/eval mode are restored afterwards.
 
     Args:
-        model: a trained PyHealth ``Transformer``/``StageAttentionNet`` (adapted
+        model: a trained PyHealth ``Transformer``/``StageAttentionNet``/``JambaEHR``/``EHRMamba`` (adapted
             automatically) or any :class:`~ehrexplain.GradientInterpretable` model.
 
     Raises:

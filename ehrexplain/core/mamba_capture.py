@@ -71,7 +71,9 @@ class MambaStackAdapter(GradientInterpretable):
     The model is never modified: hooks live only while capture is on.
 
     Example:
-        >>> view = MambaStackAdapter(jamba, find_mamba_stacks(jamba))   # a JambaEHR, as in the module example
+        >>> import pyhealth.models
+        >>> jamba = pyhealth.models.JambaEHR(dataset=model.dataset, embedding_dim=8)
+        >>> view = MambaStackAdapter(jamba, find_mamba_stacks(jamba))
         >>> view.get_relevance_tensor({"drugs": torch.eye(6).expand(8, 6, 6)}, **batch)["drugs"].sum(-1).tolist()
         [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     """

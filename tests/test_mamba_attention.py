@@ -75,6 +75,20 @@ def test_chefer_map_of_a_block_is_the_positive_part_per_channel():
     assert torch.allclose(gradient_weighted_map(block, u, g), per_channel.clamp(min=0).mean(1), atol=1e-6)
 
 
+@pytest.mark.parametrize("values", [1, 5 * 5 * 2 * 3])  # one channel per chunk; 3 of 8, the last chunk short
+def test_chefer_map_in_channel_chunks_is_the_whole_map(monkeypatch, values):
+    """Memory: the per-channel maps are summed in chunks of CHANNEL_MAP_VALUES, with the same result."""
+    from pyhealth.models.ehrmamba import MambaBlock
+
+    import ehrexplain.core.mamba_mixing as mixing
+
+    torch.manual_seed(0)
+    block, u, g = MambaBlock(d_model=4), torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    whole = gradient_weighted_map(block, u, g)
+    monkeypatch.setattr(mixing, "CHANNEL_MAP_VALUES", values)
+    assert torch.allclose(gradient_weighted_map(block, u, g), whole, atol=1e-6)
+
+
 def test_conv_taps_compose_as_a_dense_causal_map():
     torch.manual_seed(0)
     conv, mixing = torch.nn.Conv1d(3, 3, 4, padding=3), torch.rand(2, 3, 6, 6)

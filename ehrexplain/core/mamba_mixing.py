@@ -34,6 +34,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: Values of the per-channel ``[batch, channels, L, L]`` Chefer maps held at once (64 MiB in float32).
+CHANNEL_MAP_VALUES = 2**24
+
 
 def ssm_kernel(block: nn.Module, length: int) -> torch.Tensor:
     """``[channels, length]``: ``k_d[l] = Σ_n C[d, n] Ā[d, n]^l B̄[d, n]``, as ``MambaBlock._ssm_step`` builds it.
@@ -116,7 +119,14 @@ def gradient_weighted_map(block: nn.Module, u: torch.Tensor, g: torch.Tensor) ->
         >>> bool((gradient_weighted_map(MambaBlock(d_model=4), u, -u) >= 0).all())
         True
     """
-    length = u.shape[1]
+    batch, length, channels = u.shape
     alpha = hidden_attention(block, length).detach().to(u)
-    weighted = (alpha * g.transpose(1, 2)[..., :, None] * u.transpose(1, 2)[..., None, :]).clamp(min=0)
-    return through_conv(weighted, conv_taps(block.conv1d, length).to(u))
+    taps = conv_taps(block.conv1d, length).to(u)
+    g, u = g.transpose(1, 2), u.transpose(1, 2)
+    step = max(1, CHANNEL_MAP_VALUES // max(1, batch * length * length))  # channels per chunk: memory O(batch·L²)
+    total = u.new_zeros(batch, length, length)
+    for start in range(0, channels, step):
+        part = slice(start, start + step)
+        weighted = (alpha[part] * g[:, part, :, None] * u[:, part, None, :]).clamp(min=0)
+        total += through_conv(weighted, taps[part]) * weighted.shape[-3]
+    return total / channels

@@ -51,11 +51,20 @@ def plot_global_importance(table, top_k: int = 15, names: Mapping | None = None,
     _draw_bars(ax, [_label(c, names, t) for c, t in zip(codes, truth)], values, truth, signed=column == "mean_score")
     errors = np.vstack([values - top["ci_low"].to_numpy(), top["ci_high"].to_numpy() - values])
     shown = np.isfinite(errors).all(axis=0)  # a code seen once has no interval: none is drawn
-    ax.errorbar(values[shown], np.arange(len(top))[shown], xerr=np.clip(errors[:, shown], 0, None), fmt="none",
-                ecolor="black", capsize=3)
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    handles = []  # the ★ of the labels has its own legend (drawn with the bars)
+    if shown.any():
+        handles.append(ax.errorbar(values[shown], np.arange(len(top))[shown], xerr=np.clip(errors[:, shown], 0, None),
+                                   fmt="none", ecolor="black", capsize=3, label="bootstrap interval of the mean"))
     if "shrunk_score" in top.columns:
-        ax.plot(top["shrunk_score"].to_numpy(dtype=float), np.arange(len(top)), "k|", markersize=12, label="shrunk")
-        ax.legend(loc="lower right", fontsize="small")
+        handles += ax.plot(top["shrunk_score"].to_numpy(dtype=float), np.arange(len(top)), "k|", markersize=12,
+                           label="shrunk score (sets the rank)")
+    if handles and isinstance(ax.figure.get_layout_engine(), ConstrainedLayoutEngine):  # under the axes, off the bars
+        ax.figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize="small")
+    elif handles:  # inside the axes, with the ★ entry the bars may have put there
+        kept = list(ax.get_legend().legend_handles) if ax.get_legend() else []
+        ax.legend(handles=kept + handles, loc="best", fontsize="small")
     if "n_samples" in top.columns:
         for y, n in enumerate(top["n_samples"]):  # the support, right of the axes
             ax.annotate(f"n = {n}", (1, y), xycoords=("axes fraction", "data"), xytext=(4, 0),

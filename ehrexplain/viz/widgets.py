@@ -271,7 +271,10 @@ class ComparisonDashboard(StaticFallback, widgets.VBox):
         self.explanations = explanations
         first = next(iter(explanations.values()))
         by_method = {METHOD_LABELS.get(m, m): e.scores for m, e in explanations.items()}
-        self.figure = plot_method_comparison(first.labels, by_method, ground_truth=first.ground_truth, top_k=PAGE_SIZE)
+        labels = [textwrap.fill(self.explain.label(first, i), LABEL_WIDTH) for i in range(len(first.labels))]
+        self.figure = plot_method_comparison(labels, by_method, ground_truth=first.ground_truth, top_k=PAGE_SIZE)
+        self.figure.suptitle(f"Patient {first.index}: p({label_name(self.explain.model, first.target)}) = "
+                             f"{first.probability:.2f}")  # fmt: skip
         self.image.value = figure_png(self.figure)
 
 

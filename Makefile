@@ -52,6 +52,7 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'  # Captum, the IG-tolerance reference
 	$(PY) bench/bench_interpreters.py
+	$(PY) bench/bench_model_paths.py  # embedding-layer hook vs forward_from_embedding; a GRU RNN explained exactly
 	$(PY) bench/bench_ig_tolerance.py
 	$(PY) bench/bench_cohort.py
 	$(PY) bench/bench_cohort.py --data eicu --patients 48 --batch-size 16  # real records: per patient and per code

@@ -10,19 +10,6 @@ from ehrexplain.methods._embedding_hook import embedding_layer, forward_substitu
 from conftest import assert_restored
 
 
-@pytest.fixture
-def hook_path(monkeypatch):
-    """Every AttributionSpace built while active runs the model's own forward with substituted embeddings."""
-    build = _embedding_space.AttributionSpace.build.__func__
-
-    def fast_build(cls, *args, **kwargs):
-        space = build(cls, *args, **kwargs)
-        space.fast_path = False
-        return space
-
-    monkeypatch.setattr(_embedding_space.AttributionSpace, "build", classmethod(fast_build))
-
-
 def _explain(model, batch):
     ig, ig_delta = IntegratedGradients(model, steps=16, alpha_rule="gauss_legendre").attribute(
         **batch, target_class_idx=1, return_convergence_delta=True)  # fmt: skip
@@ -30,11 +17,17 @@ def _explain(model, batch):
     return ig, ig_delta, lift, lift_delta
 
 
-def test_hook_path_equals_forward_from_embedding(demo_transformer, demo_cohort, request):
+def test_hook_path_equals_forward_from_embedding(demo_transformer, demo_cohort, monkeypatch):
     batch = demo_cohort.batch(range(12))
+    cls, own_forward_calls = type(demo_transformer), []
+    own = cls.forward  # PyHealth's Transformer.forward embeds, then calls forward_from_embedding itself
+    monkeypatch.setattr(cls, "forward", lambda self, **kw: own_forward_calls.append(1) or own(self, **kw))
     fast = _explain(demo_transformer, batch)  # the default where the model has forward_from_embedding
-    request.getfixturevalue("hook_path")
-    hooked = _explain(demo_transformer, batch)
+    assert not own_forward_calls, "the default path ran the model's own forward, not forward_from_embedding"
+    with _embedding_space.hook_path():
+        hooked = _explain(demo_transformer, batch)
+    assert own_forward_calls, "hook_path() did not run the model's own forward"
+    assert _embedding_space.AttributionSpace.build(demo_transformer, batch, None, True).fast_path  # the default again
     for ours, reference in zip(hooked, fast):
         if isinstance(ours, dict):
             assert ours.keys() == reference.keys()

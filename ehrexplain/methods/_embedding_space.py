@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +31,30 @@ from ._embedding_hook import embedding_layer, forward_substituted, refusal
 UNK_TOKEN_ID = 1
 #: Default baseline value for continuous features (PyHealth's near-zero choice).
 CONTINUOUS_BASELINE = 1e-2
+
+#: While true (:func:`hook_path`), spaces ignore ``forward_from_embedding`` and substitute embeddings through the hook.
+_HOOK_PATH_ONLY: ContextVar[bool] = ContextVar("hook_path_only", default=False)
+
+
+@contextmanager
+def hook_path():
+    """While active, every :class:`AttributionSpace` built runs the model's own ``forward`` with its
+    embedding layer's output substituted, even where the model has ``forward_from_embedding``.
+
+    For comparing the two paths (``tests/test_embedding_hook.py``, ``bench/bench_model_paths.py``); the
+    fast path stays the default.
+
+    Example:
+        >>> with hook_path():
+        ...     hooked = AttributionSpace.build(model, batch, baseline=None, use_embeddings=True)
+        >>> hooked.fast_path, AttributionSpace.build(model, batch, baseline=None, use_embeddings=True).fast_path
+        (False, True)
+    """
+    token = _HOOK_PATH_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _HOOK_PATH_ONLY.reset(token)
 
 
 def embedding_support(model: nn.Module) -> str | None:
@@ -108,7 +134,8 @@ class AttributionSpace:
         fast_path: call the model's ``forward_from_embedding`` (the default where the model has one:
             the numbers of earlier releases); otherwise run the model's own ``forward`` with the
             embedding layer's output substituted, so every model keeps its own reshaping, masking
-            and pooling. The two agree on the demo Transformer (``tests/test_embedding_hook.py``), except
+            and pooling (:func:`hook_path` forces this). The two agree on the demo Transformer
+            (``tests/test_embedding_hook.py``), except
             that a model which derives its mask from embedded values (PyHealth's Transformer) sees an
             all-padding baseline as masked out on the hook path.
         bare_keys: keys the caller passed as a bare tensor, passed on as one to the model's own
@@ -143,7 +170,8 @@ class AttributionSpace:
                 inputs.update(embed({key: batch.values[key] for key in embedded}))
                 baselines.update(embed({key: baselines[key].long() for key in embedded}))
         bare = frozenset(key for key in batch.values if isinstance(data[key], torch.Tensor))
-        fast = callable(getattr(model, "forward_from_embedding", None))  # the model's own entry, where it has one
+        # the model's own entry, where it has one (unless hook_path() asks for the model's forward)
+        fast = callable(getattr(model, "forward_from_embedding", None)) and not _HOOK_PATH_ONLY.get()
         return cls(batch, inputs, baselines, embedded, use_embeddings, fast_path=fast, bare_keys=bare)
 
     @property

@@ -93,6 +93,36 @@ def test_exact_on_mlp(flat_mlp, flat_batch):
     assert relative_delta(flat_mlp, flat_batch) < TOLERANCE
 
 
+@pytest.mark.parametrize("form", ["values", "amax", "keepdim"])
+def test_max_along_a_dimension_is_exact(form):
+    """max passes max(z_x) - max(z_b) to a winner (Shrikumar et al.'s scaled gradient); the plain gradient does not."""
+    torch.manual_seed(2)
+    x, b = torch.randn(6, 8) * 2, torch.randn(6, 8)
+    b[0] = x[0]  # nothing moves: zero scores
+    b[1, x[1].argmax()] = x[1].max()  # the input's winner did not move: the baseline's winner carries the change
+    weights = torch.randn(4, 4)
+    functions = {
+        "values": lambda t: (t.view(-1, 2, 4) @ weights).tanh().max(dim=-1).values.sum(1),
+        "amax": lambda t: torch.amax((t.view(-1, 2, 4) @ weights).tanh(), dim=1).sum(1),
+        "keepdim": lambda t: torch.max(t.view(-1, 2, 4), 2, keepdim=True)[0].flatten(1).sum(1),
+    }
+    scores, exact = toy(functions[form], x, b)
+    _, plain = toy(functions[form], x, b, multiplier_rule="gradient")
+    assert exact.abs().max() < 1e-5 < plain.abs().max()
+    assert (scores["x"][0] == 0).all()
+
+
+def test_max_along_the_patient_dimension_and_training_batch_norm_are_named_eval_batch_norm_exact():
+    x, b = torch.randn(3, 4), torch.zeros(3, 4)
+    with pytest.warns(InexactDeepLiftWarning, match=r"max \(not along one dimension"):
+        toy(lambda t: t.max(dim=0).values.sum() + t.sum(1), x, b)
+    norm = nn.BatchNorm1d(4).train()  # not the model's submodule, so DeepLift leaves it in training mode
+    with pytest.warns(InexactDeepLiftWarning, match="batch_norm .training mode"):
+        toy(lambda t: norm(t).tanh().sum(1), x, b)
+    _, delta = toy(lambda t: norm.eval()(t).tanh().sum(1), x, b)
+    assert delta.abs().max() < 1e-5
+
+
 def test_ill_conditioned_softmax_is_named():
     x, b = torch.tensor([[30.0, 0.0, 1.0]]), torch.zeros(1, 3)
     with pytest.warns(InexactDeepLiftWarning, match="softmax .*ill-conditioned"):

@@ -12,12 +12,15 @@ backward whose multiplier makes ``Δout = m · Δin`` hold exactly:
 - products of two input-dependent tensors (mul, matmul, bmm, einsum; ``a / b``
   as ``a · (1/b)``): the Shapley split ``Δ(ab) = Δa·(b_x + b_b)/2 + (a_x + a_b)/2·Δb``;
 - softmax and layer norm: decomposed into the two rules above and linear maps;
+- ``max`` along a dimension: the scaled gradient of Shrikumar et al.'s code, all of
+  ``max(z_x) - max(z_b)`` passed to the input's winner (or, where that entry did not
+  move, to the baseline's winner), so ``Δout = m · Δin`` holds there too;
 - linear ops (view, index, cat, sum, add, linear, masked_fill with a constant
   mask, dropout in eval, ...): the ordinary gradient, which is exact for them.
 
 Exact local rules compose exactly through the chain rule, so the attributions
 sum to ``f(x) - f(b)`` up to rounding. Any other op on input-dependent tensors
-(fused RNN kernels, max, sort, ...) runs unchanged with its plain gradient and
+(fused RNN kernels, sort, ...) runs unchanged with its plain gradient and
 is named in :attr:`ExactMultipliers.inexact`. Baseline rows get no gradient.
 
 Each rule pairs row ``i`` of the batch dimension with row ``i + batch / 2``, and
@@ -145,6 +148,49 @@ class _Bilinear(torch.autograd.Function):
             both = ctx.op(a_, _midpoints(b, dim_b)) + ctx.op(_midpoints(a, dim_a), b_)
             grad_a, grad_b = torch.autograd.grad(both, (a_, b_), grad)
         return None, grad_a, grad_b, None
+
+
+def _winner_multipliers(z: torch.Tensor, dim: int, pair: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where ``max`` along ``dim`` sends each input row's difference, and its multiplier.
+
+    All of ``Δy = max(z_x) - max(z_b)`` goes to one entry ``i`` with ``m = Δy / Δz_i``:
+    the input's arg-max, or the baseline's where the input's winner did not move
+    (then ``Δy`` is carried by the baseline's winner; both unmoved means ``Δy = 0``).
+    Returns ``(index, m)``, shaped like the input half reduced along ``dim`` (kept).
+    """
+    z_x, z_b = z.detach().double().chunk(2, pair)
+    top_x, win_x = z_x.max(dim, keepdim=True)
+    top_b, win_b = z_b.max(dim, keepdim=True)
+    moved_x = z_x.gather(dim, win_x) - z_b.gather(dim, win_x)
+    moved_b = z_x.gather(dim, win_b) - z_b.gather(dim, win_b)
+    use_x = moved_x.abs() > SECANT_TOLERANCE
+    moved = torch.where(use_x, moved_x, moved_b)
+    still = moved.abs() <= SECANT_TOLERANCE
+    m = torch.where(still, torch.zeros_like(moved), (top_x - top_b) / torch.where(still, torch.ones_like(moved), moved))
+    return torch.where(use_x, win_x, win_b), m.to(z.dtype)
+
+
+class _WinnerMax(torch.autograd.Function):
+    """``z.max(dim)`` whose backward gives the winner the multiplier ``Δy / Δz`` (:func:`_winner_multipliers`)."""
+
+    @staticmethod
+    def forward(ctx, z, dim, keepdim, pair):
+        index, multiplier = _winner_multipliers(z, dim, pair)
+        ctx.save_for_backward(index, multiplier)
+        ctx.dim, ctx.keepdim, ctx.pair, ctx.shape = dim, keepdim, pair, z.shape
+        values, indices = z.max(dim, keepdim=keepdim)
+        ctx.mark_non_differentiable(indices)
+        return values, indices
+
+    @staticmethod
+    def backward(ctx, grad_values, _grad_indices):
+        index, multiplier = ctx.saved_tensors
+        grad = grad_values if ctx.keepdim else grad_values.unsqueeze(ctx.dim)
+        grad_x = grad.chunk(2, ctx.pair)[0] * multiplier
+        half = list(ctx.shape)
+        half[ctx.pair] //= 2
+        into_x = grad_x.new_zeros(half).scatter(ctx.dim, index, grad_x)
+        return torch.cat([into_x, torch.zeros_like(into_x)], ctx.pair), None, None, None
 
 
 def opaque_modules(model: nn.Module) -> set[str]:
@@ -283,6 +329,26 @@ class ExactMultipliers(TorchFunctionMode):
     def _log_softmax(self, func, z, dim=None, *args, **kwargs):
         return self._softmax(func, z, dim, log=True, **kwargs)
 
+    def _max(self, func, z, dim=None, keepdim=False, **kwargs):
+        """``max``/``amax`` along one dimension: the winner rule; other forms run with their plain gradient."""
+        reduce_dim = dim[0] if isinstance(dim, (tuple, list)) and len(dim) == 1 else dim
+        pair = self._pair_dims(func.__name__, z) if isinstance(reduce_dim, int) and not kwargs else None
+        if pair is None or reduce_dim % z.dim() == pair[0]:
+            out = func(z, dim, keepdim, **kwargs) if dim is not None else func(z, **kwargs)
+            self.inexact.add(f"{func.__name__} (not along one dimension of each patient)")
+            return out
+        values, indices = _WinnerMax.apply(z, reduce_dim % z.dim(), keepdim, pair[0])
+        return values if func in (torch.amax, T.amax) else torch.return_types.max((values, indices))
+
+    def _batch_norm(self, func, z, *args, training=False, **kwargs):
+        """Batch norm in eval mode is affine per channel (exact gradient); in training it mixes patients.
+
+        ``F.batch_norm`` hands the torch function mode ``training`` as a keyword.
+        """
+        if training:
+            self.inexact.add("batch_norm (training mode: batch statistics mix the patients)")
+        return func(z, *args, training=training, **kwargs)
+
     def _layer_norm(self, func, z, normalized_shape, weight=None, bias=None, eps=1e-5):
         dims = tuple(range(-len(normalized_shape), 0))
         centred = z - z.mean(dims, keepdim=True)
@@ -296,7 +362,8 @@ class ExactMultipliers(TorchFunctionMode):
         rules.update({func: self._mul for func in PRODUCT_OPS})
         rules.update({func: self._div for func in DIVISION_OPS})
         rules.update({torch.Tensor.__rtruediv__: self._rdiv, torch.Tensor.__rdiv__: self._rdiv})
-        rules.update({torch.einsum: self._einsum, F.layer_norm: self._layer_norm})
+        rules.update({torch.einsum: self._einsum, F.layer_norm: self._layer_norm, F.batch_norm: self._batch_norm})
+        rules.update({func: self._max for func in (torch.max, T.max, torch.amax, T.amax)})
         rules.update({func: self._softmax for func in (F.softmax, torch.softmax, torch.Tensor.softmax)})
         rules.update({func: self._log_softmax for func in (F.log_softmax, torch.log_softmax, torch.Tensor.log_softmax)})
         return rules
@@ -362,5 +429,6 @@ LINEAR_OPS = frozenset(
     expand expand_as repeat tile chunk split unbind cat concat concatenate stack flip roll diagonal
     sum mean cumsum add __add__ __radd__ add_ __iadd__ sub __sub__ __rsub__ sub_ __isub__ neg __neg__
     linear conv1d conv2d dropout masked_fill masked_fill_ where pad embedding_bag squeeze_ unsqueeze_
-    copy_ detach requires_grad_ cpu cuda _pack_padded_sequence _pad_packed_sequence""".split()
+    copy_ detach requires_grad_ cpu cuda _pack_padded_sequence _pad_packed_sequence
+    avg_pool1d avg_pool2d adaptive_avg_pool1d adaptive_avg_pool2d""".split()
 )

@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_cohort.py
 	$(PY) bench/bench_cohort.py --data eicu --patients 48 --batch-size 16  # real records: per patient and per code
 	$(PY) bench/bench_ig_memory.py
+	$(PY) bench/bench_memory.py  # DeepLIFT, IG and compare on the 32 longest eICU records: each under 1 GiB
 
 memory: $(STAMP)
 	$(PY) scripts/notebook_memory.py notebooks/*.ipynb

@@ -109,6 +109,35 @@ def test_compare_takes_call_options_from_the_schema(transformer, flat_dataset):
     assert np.isfinite(table.drop(columns="randomization_passed").to_numpy(dtype=float)).all()
 
 
+def test_compare_hands_each_method_its_call_options(transformer, flat_dataset, monkeypatch):
+    """IG's steps and passes and DeepLIFT's patients per pass reach every attribute call (the sanity check's too);
+    DeepLIFT's chunks leave its metrics as they were; a bad value is refused by name before anything runs."""
+    from pyhealth.datasets import get_dataloader
+
+    import ehrexplain.methods.deeplift as deeplift
+    import ehrexplain.methods.integrated_gradients as ig
+    from ehrexplain.evaluation import compare
+
+    seen = {"pass_pairs": [], "pass_rows": [], "alpha_grid": []}
+    for module, name in ((deeplift, "pass_pairs"), (ig, "pass_rows"), (ig, "alpha_grid")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda first, *rest, _f=original, _n=name: seen[_n].append(first) or _f(first, *rest))
+    loader = get_dataloader(flat_dataset, batch_size=8, shuffle=False)
+    run = lambda options: compare(transformer, loader, ["integrated_gradients", "deeplift"], max_batches=1,  # noqa: E731
+                                  progress=False, method_options=options)
+    table = run({"integrated_gradients": {"steps": 8, "internal_batch_size": 128}, "deeplift": {"internal_batch_size": 3}})
+    # one call on the batch, two in the sanity check (the trained model, its random copy)
+    assert seen["pass_pairs"] == [3] * 3 and seen["pass_rows"] == [128] * 3
+    assert set(seen["alpha_grid"]) == {8}  # every IG built and called
+    default = run({})
+    assert seen["pass_pairs"][3:] == ["auto"] * 3
+    metrics = ["comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc", "randomization_spearman"]
+    np.testing.assert_allclose(table.loc["deeplift", metrics].to_numpy(float), default.loc["deeplift", metrics].to_numpy(float),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="DeepLift: internal_batch_size must be a positive integer, got 0"):
+        run({"deeplift": {"internal_batch_size": 0}})
+
+
 def test_occlusion_appears_in_the_explorer_and_explain_cohort(demo_transformer, demo_cohort, transformer,
                                                              flat_dataset, tmp_path):
     from ehrexplain.cohort import explain_cohort, read_attributions

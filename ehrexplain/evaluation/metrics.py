@@ -424,7 +424,10 @@ def _built_interpreters(model, methods, options: dict) -> dict:
 
 
 def _evaluate_batches(model, loader, built, ground_truth, ks, n_points, use_absolute, progress, max_batches):
-    """``({name: {column: [per-batch values]}}, first batch)`` over the loader's first ``max_batches``."""
+    """``({name: {column: [sum, count]}}, first batch)`` over the loader's first ``max_batches``.
+
+    Only running sums are kept: memory does not grow with the cohort, whose batches pass one at a time.
+    """
     columns = {name: {} for name in built}
     total = len(loader) if hasattr(loader, "__len__") else None
     if max_batches is not None:
@@ -437,8 +440,7 @@ def _evaluate_batches(model, loader, built, ground_truth, ks, n_points, use_abso
         target = predict(model, batch)[1]  # fixed once per batch, shared by all methods
         for name, (_, interpreter) in built.items():
             metrics = _batch_metrics(model, batch, interpreter, target, ground_truth, ks, n_points, use_absolute)
-            for column, values in metrics.items():
-                columns[name].setdefault(column, []).append(values)
+            _add(columns[name], metrics)
     if first is None:
         raise ValueError("the loader yielded no batches; nothing to evaluate")
     return columns, first
@@ -450,10 +452,31 @@ def _sanity_check(model, method, interpreter, batch, seed: int, options: dict) -
     return {"randomization_spearman": check.mean_spearman, "randomization_passed": check.passed}
 
 
+def _add(totals: dict, metrics: dict) -> None:
+    """Add one batch's per-sample values to each column's running ``[sum, count]`` (NaN left out).
+
+    Example:
+        >>> totals = {}
+        >>> _add(totals, {"sufficiency": torch.tensor([0.5, math.nan])}); _add(totals, {"sufficiency": torch.tensor([1.0])})
+        >>> totals
+        {'sufficiency': [1.5, 2]}
+    """
+    for column, values in metrics.items():
+        known = values[~values.isnan()].double()
+        total = totals.setdefault(column, [0.0, 0])
+        total[0] += known.sum().item()
+        total[1] += len(known)
+
+
 def _aggregate(columns: dict) -> dict:
-    """Per column, the mean over samples (NaN ignored); ``seconds`` is summed."""
-    row = {column: torch.cat(values).nanmean().item() for column, values in columns.items()}
-    row["seconds"] = torch.cat(columns["seconds"]).sum().item()
+    """Per column, the mean over samples (NaN ignored); ``seconds`` is summed.
+
+    Example:
+        >>> _aggregate({"sufficiency": [1.5, 2], "recovery_auroc": [0.0, 0], "seconds": [3.0, 2]})
+        {'sufficiency': 0.75, 'recovery_auroc': nan, 'seconds': 3.0}
+    """
+    row = {column: total / count if count else math.nan for column, (total, count) in columns.items()}
+    row["seconds"] = columns["seconds"][0]
     return row
 
 __all__ = ["PERCENTAGES", "RandomizationResult", "area_under_curve", "compare", "comprehensiveness", "deletion_curve",

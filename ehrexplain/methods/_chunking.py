@@ -1,7 +1,8 @@
 """How many rows one model pass takes: bounded by the tokens it holds, not by its rows.
 
-Integrated Gradients runs ``path points × patients`` rows through the model and
-occlusion one copy of a patient per code; a row of a real record holds hundreds
+Integrated Gradients runs ``path points × patients`` rows through the model,
+occlusion one copy of a patient per code and DeepLIFT each patient's input
+beside its baseline (two rows a patient, :func:`pass_pairs`); a row of a real record holds hundreds
 of tokens, and a pass's memory grows with its tokens (32 eICU patients of up to
 456 tokens, 1024 rows per pass: about 13 GB). By default (``internal_batch_size="auto"``)
 a pass takes as many rows as keep it within :data:`PASS_TOKENS` input values,
@@ -12,6 +13,8 @@ row is one patient's own input.
 Example:
     >>> pass_rows("auto", tokens_per_row=456), pass_rows("auto", tokens_per_row=8), pass_rows(128, 456)
     (35, 1024, 128)
+    >>> pass_pairs("auto", tokens_per_row=456), pass_pairs(128, 456)   # DeepLIFT: patients, two rows each
+    (17, 128)
 """
 
 from __future__ import annotations
@@ -46,3 +49,11 @@ def pass_rows(internal_batch_size: int | str | None, tokens_per_row: int) -> int
     if internal_batch_size != AUTO:
         return internal_batch_size
     return max(1, min(PASS_ROWS, PASS_TOKENS // max(tokens_per_row, 1)))
+
+
+def pass_pairs(internal_batch_size: int | str | None, tokens_per_row: int) -> int | None:
+    """Patients per DeepLIFT pass, each bringing two rows (input and baseline): ``internal_batch_size``, or
+    for ``"auto"`` half the rows :func:`pass_rows` allows, so a pass holds at most :data:`PASS_TOKENS` values."""
+    if internal_batch_size != AUTO:
+        return internal_batch_size
+    return max(1, pass_rows(AUTO, tokens_per_row) // 2)

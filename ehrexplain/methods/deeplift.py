@@ -7,8 +7,10 @@ as in Ancona et al., "Towards better understanding of gradient-based attribution
 methods", ICLR 2018, and DeepSHAP (Lundberg & Lee, NeurIPS 2017).
 
 Algorithm:
-    1. Run input ``x`` and baseline ``b`` through the model together (one batch
-       of ``2 × batch`` rows), so every op sees each ``z_x`` beside its ``z_b``.
+    1. Run input ``x`` and baseline ``b`` through the model together (``2 × patients``
+       rows a pass), so every op sees each ``z_x`` beside its ``z_b``. The patients
+       go in chunks of ``internal_batch_size`` (by default as many as hold
+       ``PASS_TOKENS`` input values in their two rows, ``_chunking``).
     2. Give every op a backward whose multiplier ``m`` satisfies ``Δout = m · Δin``
        (``multiplier_rule="exact"``, the default; rules in ``_deeplift_rules``):
        Rescale secants ``(σ(z_x) - σ(z_b)) / (z_x - z_b)`` for elementwise ops,
@@ -24,9 +26,10 @@ from linear, elementwise, product, softmax and layer-norm ops (PyHealth's MLP,
 Transformer, StageAttentionNet; RNN, GRU and LSTM layers run unrolled, ``_recurrent_unroll``). Ops without an exact rule (LSTM projections,
 max, ...) keep their plain gradient and are named in an
 ``InexactDeepLiftWarning``, with the patients (batch rows) whose delta exceeds
-rounding. Each patient's rows meet only their own rows, so a batch gives what
-each patient gets alone (where a model tensor has another dimension as long as
-the ``[x; b]`` batch, the pass runs again with more rows, :data:`EXTRA_PAIRS`).
+rounding. Each patient's rows meet only their own rows, so a batch, in chunks
+or not, gives what each patient gets alone (where a model tensor has another
+dimension as long as a pass's ``[x; b]`` rows, the pass runs again with more
+rows, :data:`EXTRA_PAIRS`).
 The remaining gap, the convergence delta, is
 returned on request and never hidden; forcing completeness by rescaling is an
 explicit opt-in. ``multiplier_rule="gradient"`` is the textbook shortcut kept for
@@ -45,6 +48,7 @@ from ..core.exceptions import InexactDeepLiftWarning
 from ..core.model_state import evaluation_mode, gradients_enabled
 from ..core.validation import Option
 from ._base import Interpreter, TargetIndex
+from ._chunking import AUTO, INTERNAL_BATCH_SIZE, pass_pairs, tokens_per_row
 from ._deeplift_rules import MULTIPLIER_RULES, multiplier_rules, opaque_modules
 from ._embedding_space import AttributionSpace, check_embedding_support, convergence_delta, embedding_support, sample_totals, target_logit
 from ._ig_tolerance import GAP_FLOOR
@@ -68,6 +72,7 @@ EXTRA_PAIRS = 8
         Option("multiplier_rule", str, "exact", "init", choices=MULTIPLIER_RULES),
         Option("return_convergence_delta", bool, False),
         Option("enforce_completeness", bool, False),
+        INTERNAL_BATCH_SIZE,
     ),
 )
 class DeepLift(Interpreter):
@@ -104,6 +109,7 @@ class DeepLift(Interpreter):
         target_class_idx: TargetIndex = None,
         return_convergence_delta: bool = False,
         enforce_completeness: bool = False,
+        internal_batch_size: int | str | None = AUTO,
         **data,
     ):
         """Attributions shaped like each feature's raw values.
@@ -118,19 +124,24 @@ class DeepLift(Interpreter):
                 The delta returned is the one measured before rescaling. Warns
                 (``RuntimeWarning``) when the rescaling flips a sample's signs or
                 scales it by more than 10x.
+            internal_batch_size: patients per forward pass, each bringing two rows (its
+                input and its baseline). ``"auto"`` (default): as many as hold ``PASS_TOKENS``
+                (16,384) input values, at most ``PASS_ROWS / 2``; ``None``: the whole batch at
+                once. The scores do not depend on it.
 
         Returns:
             ``{key: scores}``, or ``(scores, delta)`` with ``return_convergence_delta``.
         """
         with evaluation_mode(self.model), gradients_enabled():
             space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
-            rows = space.rows
-            with torch.no_grad():
-                logits = space.forward(space.inputs, rows)
-                reference = space.forward(space.baselines, rows)
+            pairs = pass_pairs(internal_batch_size, tokens_per_row(space.batch.values))
+            chunks = space.rows.split(pairs or space.batch_size)  # patients per pass
+            logits, reference = space.logits(space.inputs, chunks), space.logits(space.baselines, chunks)
             targets = self._resolve_target_indices(logits, target_class_idx)
             gap = target_logit(logits, targets) - target_logit(reference, targets)
-            multipliers, inexact = self._multipliers(space, rows, targets)
+            parts = [self._multipliers(space, rows, targets[rows]) for rows in chunks]
+            multipliers = {key: torch.cat([part[key] for part, _ in parts]) for key in space.inputs}
+            inexact = set().union(*(names for _, names in parts))
             raw = {key: (space.inputs[key] - space.baselines[key]) * multipliers[key] for key in space.inputs}
             scores = space.to_raw_shapes(raw)
         delta = convergence_delta(scores, gap)
@@ -141,18 +152,18 @@ class DeepLift(Interpreter):
         return (scores, delta) if return_convergence_delta else scores
 
     def _multipliers(self, space: AttributionSpace, rows: torch.Tensor, targets: torch.Tensor) -> tuple[dict, set[str]]:
-        """Gradient at the input rows of a joint ``[x; b]`` pass under the chosen multiplier rule, and the
-        ops without an exact rule (``"exact"`` rule only).
+        """Gradient at the input rows of the patients ``rows`` (their ``targets``), from a joint ``[x; b]`` pass
+        under the chosen multiplier rule, and the ops without an exact rule (``"exact"`` rule only).
 
         The rules find the ``[x; b]`` rows by their number; where a tensor has another
         dimension of that size (StageNet's ``[time, batch, hidden]`` with as many visits
         as rows), the pass runs again with one more pair of rows, a copy of the first
         sample that is then dropped, up to :data:`EXTRA_PAIRS` times.
         """
-        inputs = {key: x.clone().requires_grad_(True) for key, x in space.inputs.items()}
+        inputs = {key: x[rows].requires_grad_(True) for key, x in space.inputs.items()}
         for extra in range(EXTRA_PAIRS + 1):
             copies = rows[:1].repeat(extra)
-            stacked = {key: torch.cat([inputs[key], space.inputs[key][copies], b, b[copies]])
+            stacked = {key: torch.cat([inputs[key], space.inputs[key][copies], b[rows], b[copies]])
                        for key, b in space.baselines.items()}  # fmt: skip
             unrolled = unrolled_recurrences(self.model) if self.multiplier_rule == "exact" else nullcontext()
             with unrolled, multiplier_rules(self.model, 2 * (len(rows) + extra), self.multiplier_rule) as rules:

@@ -223,10 +223,10 @@ def test_rules_pair_input_and_baseline_rows_where_another_dimension_is_as_long()
 
 
 def test_inexact_warning_names_the_patients_it_affects():
-    """``max`` keeps its plain gradient: exact where the baseline's maximum sits where the input's does."""
+    """``sort`` keeps its plain gradient: exact where the baseline's maximum sits where the input's does."""
     x = torch.tensor([[3.0, 1.0], [3.0, 1.0], [0.0, 5.0]])
     b = torch.tensor([[1.0, 2.0], [2.0, 1.0], [0.0, 0.0]])  # row 0: argmax moves, δ = max b - b[argmax x] = 1
-    message = r"no exact rule for \['max'\].* patients \(batch rows\) \[0\] of 3 have \|delta\| above rounding, up to 1 logits"
+    message = r"no exact rule for \['sort'\].* patients \(batch rows\) \[0\] of 3 have \|delta\| above rounding, up to 1 logits"
     with pytest.warns(InexactDeepLiftWarning, match=message):
-        _, delta = toy(lambda t: t.max(dim=1).values, x, b)
+        _, delta = toy(lambda t: t.sort(dim=1).values[:, -1], x, b)
     torch.testing.assert_close(delta, torch.tensor([1.0, 0.0, 0.0]))

@@ -16,15 +16,17 @@ Algorithm:
        Rescale secants ``(σ(z_x) - σ(z_b)) / (z_x - z_b)`` for elementwise ops,
        the Shapley split ``Δ(ab) = Δa·(b_x + b_b)/2 + (a_x + a_b)/2·Δb`` for
        products of two input-dependent tensors (attention's ``QKᵀ`` and ``AV``),
-       softmax and layer norm decomposed into those, plain gradients for linear ops.
+       softmax and layer norm decomposed into those, ``max`` along a dimension passing
+       its difference to the winner (Shrikumar et al.'s scaled gradient), plain
+       gradients for linear ops (eval batch norm and average pooling included).
     3. Backpropagate the target logit of the ``x`` rows; the gradient at the
        input is the multiplier ``m_i``; attributions are ``(x_i - b_i) m_i``.
 
 Exactness invariant: exact local rules compose exactly through the chain rule,
 so ``Σ attributions = f(x) - f(b)`` up to float rounding on every model built
-from linear, elementwise, product, softmax and layer-norm ops (PyHealth's MLP,
-Transformer, StageAttentionNet; RNN, GRU and LSTM layers run unrolled, ``_recurrent_unroll``). Ops without an exact rule (LSTM projections,
-max, ...) keep their plain gradient and are named in an
+from linear, elementwise, product, softmax, layer-norm and max ops (PyHealth's MLP,
+Transformer, StageAttentionNet, CNN, Deepr; RNN, GRU and LSTM layers run unrolled, ``_recurrent_unroll``).
+Ops without an exact rule (LSTM projections, sort, ...) keep their plain gradient and are named in an
 ``InexactDeepLiftWarning``, with the patients (batch rows) whose delta exceeds
 rounding. Each patient's rows meet only their own rows, so a batch, in chunks
 or not, gives what each patient gets alone (where a model tensor has another

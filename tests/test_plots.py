@@ -112,7 +112,8 @@ def test_method_comparison_shares_code_order():
     assert {p.get_facecolor() for p in axes[1].patches} == {to_rgba(UNSIGNED_COLOR)}
     # Short per-panel labels, the colour legend once for the figure (long labels used to overlap).
     assert [ax.get_xlabel() for ax in axes] == ["attribution", "importance"]
-    assert "red raises" in fig._supxlabel.get_text()
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert legend == [GROUND_TRUTH_LEGEND, "signed panels: raises the prediction", "lowers it"]
 
 
 def test_method_comparison_length_mismatch():
@@ -136,6 +137,8 @@ def test_patient_timeline_matrix_equals_input():
     vmin, vmax = ax.images[0].get_clim()
     assert vmin == pytest.approx(-0.7) and vmax == pytest.approx(0.7)
     assert len(fig.axes) == 2
+    # Absent cells are grey, and a legend says what grey means.
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["not recorded in that visit"]
 
 
 def test_patient_timeline_accepts_padded_2d():

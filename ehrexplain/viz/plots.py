@@ -25,6 +25,7 @@ POSITIVE_COLOR = "#d62728"  # red: raises the prediction
 NEGATIVE_COLOR = "#1f77b4"  # blue: lowers the prediction
 UNSIGNED_COLOR = "#7f7f7f"  # grey: importance without a direction
 GROUND_TRUTH_MARK = "★"
+ABSENT_COLOR = "#d9d9d9"  # light grey: a timeline cell whose code the visit does not hold
 
 
 # --------------------------------------------------------------------------- helpers
@@ -84,8 +85,8 @@ def _bar_colors(values: np.ndarray, signed: bool) -> list[str]:
     return [POSITIVE_COLOR if v >= 0 else NEGATIVE_COLOR for v in values]
 
 
-def _draw_bars(ax, labels, values, truth, signed, show_labels=True) -> None:
-    """Horizontal bars, first value on top, ground-truth labels in bold."""
+def _draw_bars(ax, labels, values, truth, signed, show_labels=True, legend=True) -> None:
+    """Horizontal bars, first value on top, ground-truth labels in bold (``legend``: say what ★ means)."""
     y = np.arange(len(values))
     ax.barh(y, values, color=_bar_colors(values, signed))
     if show_labels:
@@ -99,7 +100,7 @@ def _draw_bars(ax, labels, values, truth, signed, show_labels=True) -> None:
     if signed:
         ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("attribution (red raises, blue lowers the prediction)" if signed else "importance")
-    if show_labels and np.any(truth):
+    if legend and show_labels and np.any(truth):
         _ground_truth_legend(ax)
 
 
@@ -107,20 +108,25 @@ def _draw_bars(ax, labels, values, truth, signed, show_labels=True) -> None:
 GROUND_TRUTH_LEGEND = "planted driver, the ground truth (bold label)"
 
 
-def _ground_truth_legend(ax) -> None:
-    """A legend naming the ★ marker (labels carry it; the legend says what it means)."""
+def _ground_truth_marker():
+    """The legend handle naming the ★ marker (labels carry it; the legend says what it means)."""
     from matplotlib.lines import Line2D
 
-    marker = Line2D([], [], linestyle="none", marker=f"${GROUND_TRUTH_MARK}$", color="black", label=GROUND_TRUTH_LEGEND)
-    _legend_below(ax, [marker])
+    return Line2D([], [], linestyle="none", marker=f"${GROUND_TRUTH_MARK}$", color="black", label=GROUND_TRUTH_LEGEND)
+
+
+def _ground_truth_legend(ax) -> None:
+    """A legend naming the ★ marker."""
+    _legend_below(ax, [_ground_truth_marker()])
 
 
 def _legend_below(ax, handles) -> None:
-    """A legend under the figure, clear of ticks and bars; inside the axes where the figure has no constrained layout."""
+    """A legend under the figure, clear of ticks, bars and a suptitle; inside the axes without constrained layout."""
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     if isinstance(ax.figure.get_layout_engine(), ConstrainedLayoutEngine):
-        ax.figure.legend(handles=handles, loc="outside upper left", frameon=False, fontsize="small")
+        ax.figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False,
+                         fontsize="small")
     else:
         ax.legend(handles=handles, loc="best", fontsize="small")
 
@@ -204,11 +210,17 @@ def plot_method_comparison(codes, scores_by_method, *, names=None, ground_truth=
     for k, (ax, (method, values)) in enumerate(zip(axes, methods.items())):
         is_signed = _is_signed(values, signed)
         any_signed |= is_signed
-        _draw_bars(ax, labels, values[order], truth[order], is_signed, show_labels=k == 0)
+        _draw_bars(ax, labels, values[order], truth[order], is_signed, show_labels=k == 0, legend=False)
         ax.set_title(method)
         ax.set_xlabel("attribution" if is_signed else "importance")  # the long legend once, below
-    if any_signed:
-        fig.supxlabel("signed panels: red raises, blue lowers the prediction", fontsize="medium")
+    handles = [_ground_truth_marker()] if np.any(truth[order]) else []
+    if any_signed:  # one legend for the figure: what ★ and the two colours mean
+        from matplotlib.patches import Patch
+
+        handles += [Patch(color=POSITIVE_COLOR, label="signed panels: raises the prediction"),
+                    Patch(color=NEGATIVE_COLOR, label="lowers it")]
+    if handles:
+        _legend_below(axes[0], handles)
     return fig
 
 
@@ -244,7 +256,7 @@ def plot_patient_timeline(visits, scores, *, names=None, signed=None, title=None
         ax: Axes to draw into; a new Figure when ``None``.
 
     Returns:
-        The Figure. Blank cells mean the code was not recorded in that visit.
+        The Figure. Grey cells mean the code was not recorded in that visit (a legend says so).
 
     Example:
         >>> fig = plot_patient_timeline([["C01", "C02"], ["C01"]], [[0.5, -0.1], [0.9]])
@@ -265,6 +277,11 @@ def plot_patient_timeline(visits, scores, *, names=None, signed=None, title=None
     ax.set_xlabel("visit")
     ax.set_yticks(range(len(codes)), labels)
     fig.colorbar(image, ax=ax, label="attribution" if is_signed else "importance")
+    if np.isnan(matrix).any():  # absent cells show the axes' background: grey, unlike any score's colour
+        from matplotlib.patches import Patch
+
+        ax.set_facecolor(ABSENT_COLOR)
+        _legend_below(ax, [Patch(facecolor=ABSENT_COLOR, label="not recorded in that visit")])
     if title:
         ax.set_title(title)
     return fig
@@ -381,7 +398,8 @@ def plot_attention_maps(attentions, *, tokens=None, layer_titles=None):
     _check_same_length("layer_titles", titles, "attentions", layers)
     n_heads = max(layer.shape[0] for layer in layers)
     vmax = max(float(layer.max()) for layer in layers) or 1.0
-    fig = Figure(figsize=(0.5 + 2.6 * n_heads, 0.3 + 2.4 * len(layers)), layout="constrained")
+    room = 0.075 * max((len(str(t)) for t in tokens), default=0) if tokens is not None else 0.0  # long labels
+    fig = Figure(figsize=(0.5 + room + 2.6 * n_heads, 0.3 + room + 2.4 * len(layers)), layout="constrained")
     grid = fig.subplots(len(layers), n_heads, squeeze=False)
     for row, (layer, layer_title) in enumerate(zip(layers, titles)):
         for head in range(n_heads):
@@ -391,6 +409,7 @@ def plot_attention_maps(attentions, *, tokens=None, layer_titles=None):
                 continue
             image = ax.imshow(layer[head], cmap="viridis", vmin=0.0, vmax=vmax)
             _token_ticks(ax, tokens, layer.shape[1], f"attentions[{row}] sequence")
+            ax.tick_params(labelleft=head == 0, labelbottom=row == len(layers) - 1)  # token labels on the outer edge
             ax.set_title(f"{layer_title}, head {head + 1}", fontsize="small")
     fig.colorbar(image, ax=grid, label="attention weight", shrink=0.8)
     return fig

@@ -53,6 +53,11 @@ LABEL_WIDTH = 48
 SHOWN_ERRORS = (IndexError, KeyError, TypeError, ValueError, RuntimeError)
 
 
+def _short(label: str, width: int = LABEL_WIDTH // 2) -> str:
+    """``label`` cut to ``width`` characters, with an ellipsis where it was cut."""
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 class _CachedExplainer:
     """Explanations keyed by their arguments, so moving back to a view is instant."""
 
@@ -294,6 +299,7 @@ class AttentionLayersExplorer(StaticFallback, widgets.VBox):
         from ..methods import AttentionRollout
 
         self.rollout, self.cohort = AttentionRollout(model), as_source(cohort)
+        self.names = dict(getattr(cohort, "code_names", None) or {})  # a synthetic Cohort's own names
         self.feature_key = feature_key or model.feature_keys[0]
         self.patient = widgets.IntText(value=index, description="patient")
         self.layer = widgets.IntSlider(value=1, min=1, max=1, description="layer")
@@ -334,14 +340,20 @@ class AttentionLayersExplorer(StaticFallback, widgets.VBox):
         self.layer.max = len(maps)
         heads = maps[0].shape[0]
         if len(self.head.options) != heads + 1:
-            self.head.options = [("mean of heads", None)] + [(f"head {h}", h) for h in range(heads)]
+            self.head.options = [("mean of heads", None)] + [(f"head {h + 1}", h) for h in range(heads)]
         n = len(tokens)
         chosen = maps[self.layer.value - 1]
         layer_map = chosen.mean(0) if self.head.value is None else chosen[self.head.value]
         product = rollout_matrix([m[None] for m in maps[: self.layer.value]])[0]
-        self.figure = Figure(figsize=(9, 4), layout="constrained")
-        left, right = self.figure.subplots(1, 2)
-        plot_rollout_matrix(layer_map[:n, :n], tokens=tokens, title=f"layer {self.layer.value} attention", ax=left)
-        plot_rollout_matrix(product[:n, :n], tokens=tokens, title=f"rollout of layers 1..{self.layer.value}", ax=right)
+        labels = [_short(f"{code} {self.names[code]}" if code in self.names else code) for code in tokens]
+        self.figure = Figure(figsize=(10, 5), layout="constrained")
+        left, right = self.figure.subplots(1, 2, sharey=True)
+        heads = "mean of heads" if self.head.value is None else f"head {self.head.value + 1}"
+        plot_rollout_matrix(layer_map[:n, :n], tokens=labels, title=f"layer {self.layer.value} attention ({heads})",
+                            ax=left)
+        plot_rollout_matrix(product[:n, :n], tokens=labels, title=f"rollout of layers 1..{self.layer.value}", ax=right)
+        right.tick_params(labelleft=False)  # the same codes as on the left
+        right.set_ylabel("")
+        self.figure.suptitle(f"Patient {self.patient.value}, {self.feature_key}")
         self.message.value = f"row sums of the rollout: {product[:n].sum(-1).min():.3f} .. {product[:n].sum(-1).max():.3f}"
         self.image.value = figure_png(self.figure)

@@ -55,19 +55,35 @@ def find_attention_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
         >>> find_attention_modules(torch.nn.Linear(2, 2))
         {}
     """
-    keys = list(getattr(model, "feature_keys", []) or [])
-    if not keys or not isinstance(model, nn.Module):
+    found = _attention_dict(model)
+    if found is None:
         return {}
     attention_type = _pyhealth_attention_type()
+    return {key: [m for m in found[key].modules() if isinstance(m, attention_type)] for key in model.feature_keys}
+
+
+def has_attention_modules(model: nn.Module) -> bool:
+    """Whether :func:`find_attention_modules` finds any, without listing them all.
+
+    Example:
+        >>> has_attention_modules(torch.nn.Linear(2, 2))
+        False
+    """
+    return _attention_dict(model) is not None
+
+
+def _attention_dict(model: nn.Module) -> nn.ModuleDict | None:
+    """The first ``ModuleDict`` keyed by ``model``'s feature keys whose every entry holds a PyHealth attention module."""
+    keys = set(getattr(model, "feature_keys", []) or [])
+    if not keys or not isinstance(model, nn.Module):
+        return None
+    attention_type = _pyhealth_attention_type()
     for module in itertools.chain(model.children(), model.modules()):  # PyHealth keeps its ModuleDict at the top
-        if isinstance(module, nn.ModuleDict) and set(module.keys()) == set(keys):
-            found = {
-                key: [m for m in module[key].modules() if isinstance(m, attention_type)]
-                for key in keys
-            }
-            if all(found.values()):
-                return found
-    return {}
+        if isinstance(module, nn.ModuleDict) and set(module.keys()) == keys and all(
+            any(isinstance(m, attention_type) for m in module[key].modules()) for key in keys
+        ):
+            return module
+    return None
 
 
 class PyHealthAttentionAdapter(GradientInterpretable):
@@ -80,8 +96,6 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         model: a PyHealth ``Transformer``, ``StageAttentionNet`` or any model
             whose per-feature ``ModuleDict`` holds PyHealth attention helpers
             and which implements ``get_relevance_tensor``.
-        modules: the attention modules per feature key when already found
-            (:func:`find_attention_modules`), so they are not searched twice.
 
     Example:
         >>> view = PyHealthAttentionAdapter(model)   # the demo's trained Transformer
@@ -97,9 +111,8 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         True
     """
 
-    def __init__(self, model: nn.Module, modules: dict[str, list[nn.Module]] | None = None):
-        modules = modules or find_attention_modules(model)
-        if not modules:
+    def __init__(self, model: nn.Module):
+        if not has_attention_modules(model):  # listed when hooks are set: modules may be replaced in between
             raise TypeError(
                 f"{type(model).__name__} has no PyHealth attention modules "
                 "(pyhealth.models.transformer.Attention) under a ModuleDict keyed by its feature keys."
@@ -110,7 +123,7 @@ class PyHealthAttentionAdapter(GradientInterpretable):
                 "so it is unknown which row of the relevance matrix it predicts from."
             )
         self.model = model
-        self._modules = modules
+        self._modules: dict[str, list[nn.Module]] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._maps: dict[str, list] = {}
         self._grads: dict[str, list] = {}
@@ -211,9 +224,8 @@ def as_attention_interpretable(
                 "gradient of every attention map after backward()."
             )
         return model
-    modules = find_attention_modules(model)
-    if modules:
-        return PyHealthAttentionAdapter(model, modules)
+    if has_attention_modules(model):
+        return PyHealthAttentionAdapter(model)
     missing = missing_attention_methods(model)
     raise TypeError(
         f"{method} needs attention maps, but {type(model).__name__} neither uses PyHealth "

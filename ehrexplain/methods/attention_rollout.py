@@ -148,7 +148,7 @@ class AttentionRollout(Interpreter):
         Raises ``ValueError`` naming the feature and samples when a map holds NaN or infinity.
         """
         check_feature_keys(self.model, data)
-        with evaluation_mode(self.model), torch.no_grad():
+        with evaluation_mode(self.model, self._call.tree, backward=False), torch.no_grad():
             with capturing_attention(self._view, gradients=False):
                 self.model(**data)
             return finite_attention_maps(self.model, self._view)

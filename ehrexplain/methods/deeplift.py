@@ -122,13 +122,13 @@ class DeepLift(Interpreter):
         Returns:
             ``{key: scores}``, or ``(scores, delta)`` with ``return_convergence_delta``.
         """
-        with evaluation_mode(self.model), gradients_enabled():
-            space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
+        with evaluation_mode(self.model, self._call.tree), gradients_enabled():
+            space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings, self._call.dtype)
             rows = space.rows
             with torch.no_grad():
                 logits = space.forward(space.inputs, rows)
                 reference = space.forward(space.baselines, rows)
-            targets = self._resolve_target_indices(logits, target_class_idx)
+            targets = self._targets(logits)
             gap = target_logit(logits, targets) - target_logit(reference, targets)
             multipliers, inexact = self._multipliers(space, rows, targets)
             raw = {key: (space.inputs[key] - space.baselines[key]) * multipliers[key] for key in space.inputs}

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 from contextlib import contextmanager
 from functools import partial
 from typing import Iterator
@@ -35,6 +34,7 @@ from .interfaces import (
     GradientInterpretable,
     missing_attention_methods,
 )
+from .model_state import submodules
 
 
 def _pyhealth_attention_type() -> type:
@@ -59,7 +59,7 @@ def find_attention_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
     if found is None:
         return {}
     attention_type = _pyhealth_attention_type()
-    return {key: [m for m in found[key].modules() if isinstance(m, attention_type)] for key in model.feature_keys}
+    return {key: [m for m in submodules(found[key]) if isinstance(m, attention_type)] for key in model.feature_keys}
 
 
 def has_attention_modules(model: nn.Module) -> bool:
@@ -78,11 +78,16 @@ def _attention_dict(model: nn.Module) -> nn.ModuleDict | None:
     if not keys or not isinstance(model, nn.Module):
         return None
     attention_type = _pyhealth_attention_type()
-    for module in itertools.chain(model.children(), model.modules()):  # PyHealth keeps its ModuleDict at the top
-        if isinstance(module, nn.ModuleDict) and set(module.keys()) == keys and all(
-            any(isinstance(m, attention_type) for m in module[key].modules()) for key in keys
-        ):
-            return module
+
+    def holds_attention(module: nn.Module) -> bool:
+        return isinstance(module, nn.ModuleDict) and set(module.keys()) == keys and all(
+            any(isinstance(m, attention_type) for m in module[key].modules()) for key in keys  # stops at the first
+        )
+
+    for candidates in (model.children, lambda: submodules(model)):  # PyHealth keeps its ModuleDict at the top
+        found = next(filter(holds_attention, candidates()), None)
+        if found is not None:
+            return found
     return None
 
 

@@ -174,6 +174,35 @@ class PyHealthAttentionAdapter(GradientInterpretable):
     def get_relevance_tensor(self, R: dict[str, torch.Tensor], **data) -> dict[str, torch.Tensor]:
         return self.model.get_relevance_tensor(R, **_flat_token_masks(self.model, data))
 
+    def relevance_rows(self, sizes: dict[str, tuple[int, int]], **data) -> dict[str, torch.Tensor] | None:
+        """Per feature key, the ``[batch]`` row of each relevance matrix that :meth:`get_relevance_tensor` reads.
+
+        ``sizes`` maps each key to ``(batch, positions)``. The model's readout is asked about
+        matrices whose entry ``(i, j)`` is ``i``, then ``j``, then ``i²`` (views, no memory): reading
+        row ``r`` of each patient gives ``r``, ``j`` and ``r²``. Anything else (a mix of rows, a
+        column) gives ``None``, and the caller composes full matrices.
+        """
+        float64 = torch.float64
+
+        def probe(make):
+            return self.get_relevance_tensor(
+                {key: make(torch.arange(n, dtype=float64)).expand(b, n, n) for key, (b, n) in sizes.items()}, **data
+            )
+
+        rows = probe(lambda i: i[:, None])
+        cols = probe(lambda j: j[None, :])
+        squares = probe(lambda i: (i * i)[:, None])
+        found = {}
+        for key, (b, n) in sizes.items():
+            row, positions = rows.get(key), torch.arange(n, dtype=float64)
+            if row is None or row.shape != (b, n) or not torch.equal(cols[key], positions.expand(b, n)):
+                return None
+            first = row[:, :1]
+            if not (torch.equal(row, first.expand(b, n)) and torch.equal(squares[key], (first * first).expand(b, n))):
+                return None
+            found[key] = first.squeeze(1).long()
+        return found
+
     @property
     def hooks_active(self) -> bool:
         """Whether forward hooks are currently registered."""

@@ -94,6 +94,20 @@ def demo_model_and_batch(args):
     return model, batch
 
 
+def long_records(model, batch, codes: int) -> dict:
+    """``batch`` with every token feature replaced by ``codes`` random codes of the model's vocabulary per patient.
+
+    Real EHR records hold hundreds of codes; the demo's hold about ten, where the rollout's
+    ``[batch, L, L]`` products cost nothing next to the forward pass.
+    """
+    generator = torch.Generator().manual_seed(0)
+    long = dict(batch)
+    for key in model.feature_keys:
+        vocab = len(model.dataset.input_processors[key].code_vocab)
+        long[key] = torch.randint(2, vocab, (len(batch[key]), codes), generator=generator).to(batch[key].device)
+    return long
+
+
 def build_pairs(args, model, batch) -> dict:
     """``{row name: (ehrexplain call, PyHealth call)}`` on the trained demo Transformer."""
     from pyhealth.interpret import methods as pyhealth_methods
@@ -121,6 +135,16 @@ def build_pairs(args, model, batch) -> dict:
             lambda: pyhealth_methods.DeepLift(model).attribute(**batch),
         ),
     }
+    if args.codes:
+        long = long_records(model, batch, args.codes)
+        pairs[f"Rollout, {args.codes} codes"] = (
+            lambda: ours.AttentionRollout(model).attribute(**long),
+            lambda: pyhealth_methods.AttentionRollout(model).attribute(**long),
+        )
+        pairs[f"Chefer, {args.codes} codes"] = (
+            lambda: ours.CheferRelevance(model).attribute(**long),
+            lambda: pyhealth_methods.CheferRelevance(model).attribute(**long),
+        )
     return pairs
 
 
@@ -165,6 +189,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--codes", type=int, default=300, help="codes per feature of the long-record rows (0: none)")
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", default="", help="comma-separated words; time only the rows whose name has one, "
                                                    "e.g. --only rollout,chefer")

@@ -124,3 +124,14 @@ def test_one_call_validates_once(method, transformer, flat_batch, monkeypatch):
     monkeypatch.setattr(base, "validate_call", lambda *args, **kwargs: calls.append(args[1].__name__) or real(*args, **kwargs))
     interpreter.attribute(**flat_batch)
     assert calls == ["attribute"]
+
+
+def test_one_call_resolves_the_target_once(method, transformer, flat_batch, monkeypatch):
+    """Issue 19: the boundary resolves ``target_class_idx`` once; the method reads it from the checked call."""
+    import ehrexplain.core.validation as validation
+
+    interpreter = _build(method, transformer)
+    calls, real = [], validation.resolve_target
+    monkeypatch.setattr(validation, "resolve_target", lambda *args, **kwargs: calls.append(args[1]) or real(*args, **kwargs))
+    interpreter.attribute(**flat_batch, target_class_idx=1)
+    assert calls == [1]

@@ -183,7 +183,7 @@ def test_numpy_integers_accepted_and_bools_not(transformer, flat_batch):
 
 
 def test_metadata_keys_are_allowed(transformer, flat_batch):
-    checked = validate_call(transformer, IntegratedGradients.attribute, {**flat_batch, "record_id": ["r"] * 8})
+    checked = validate_call(transformer, IntegratedGradients.attribute, {**flat_batch, "record_id": ["r"] * 8}).kwargs
     assert checked["record_id"] == ["r"] * 8 and checked["patient_id"] == flat_batch["patient_id"]
 
 

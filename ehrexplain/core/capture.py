@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 from contextlib import contextmanager
 from functools import partial
 from typing import Iterator
@@ -36,6 +35,7 @@ from .interfaces import (
     missing_attention_methods,
 )
 from .mamba_capture import MambaStackAdapter, find_mamba_stacks
+from .model_state import submodules
 
 
 def _pyhealth_attention_type() -> type:
@@ -56,19 +56,40 @@ def find_attention_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
         >>> find_attention_modules(torch.nn.Linear(2, 2))
         {}
     """
-    keys = list(getattr(model, "feature_keys", []) or [])
-    if not keys or not isinstance(model, nn.Module):
+    found = _attention_dict(model)
+    if found is None:
         return {}
     attention_type = _pyhealth_attention_type()
-    for module in itertools.chain(model.children(), model.modules()):  # PyHealth keeps its ModuleDict at the top
-        if isinstance(module, nn.ModuleDict) and set(module.keys()) == set(keys):
-            found = {
-                key: [m for m in module[key].modules() if isinstance(m, attention_type)]
-                for key in keys
-            }
-            if all(found.values()):
-                return found
-    return {}
+    return {key: [m for m in submodules(found[key]) if isinstance(m, attention_type)] for key in model.feature_keys}
+
+
+def has_attention_modules(model: nn.Module) -> bool:
+    """Whether :func:`find_attention_modules` finds any, without listing them all.
+
+    Example:
+        >>> has_attention_modules(torch.nn.Linear(2, 2))
+        False
+    """
+    return _attention_dict(model) is not None
+
+
+def _attention_dict(model: nn.Module) -> nn.ModuleDict | None:
+    """The first ``ModuleDict`` keyed by ``model``'s feature keys whose every entry holds a PyHealth attention module."""
+    keys = set(getattr(model, "feature_keys", []) or [])
+    if not keys or not isinstance(model, nn.Module):
+        return None
+    attention_type = _pyhealth_attention_type()
+
+    def holds_attention(module: nn.Module) -> bool:
+        return isinstance(module, nn.ModuleDict) and set(module.keys()) == keys and all(
+            any(isinstance(m, attention_type) for m in module[key].modules()) for key in keys  # stops at the first
+        )
+
+    for candidates in (model.children, lambda: submodules(model)):  # PyHealth keeps its ModuleDict at the top
+        found = next(filter(holds_attention, candidates()), None)
+        if found is not None:
+            return found
+    return None
 
 
 class PyHealthAttentionAdapter(GradientInterpretable):
@@ -81,8 +102,6 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         model: a PyHealth ``Transformer``, ``StageAttentionNet`` or any model
             whose per-feature ``ModuleDict`` holds PyHealth attention helpers
             and which implements ``get_relevance_tensor``.
-        modules: the attention modules per feature key when already found
-            (:func:`find_attention_modules`), so they are not searched twice.
 
     Example:
         >>> view = PyHealthAttentionAdapter(model)   # the demo's trained Transformer
@@ -98,9 +117,8 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         True
     """
 
-    def __init__(self, model: nn.Module, modules: dict[str, list[nn.Module]] | None = None):
-        modules = modules or find_attention_modules(model)
-        if not modules:
+    def __init__(self, model: nn.Module):
+        if not has_attention_modules(model):  # listed when hooks are set: modules may be replaced in between
             raise TypeError(
                 f"{type(model).__name__} has no PyHealth attention modules "
                 "(pyhealth.models.transformer.Attention) under a ModuleDict keyed by its feature keys."
@@ -111,7 +129,7 @@ class PyHealthAttentionAdapter(GradientInterpretable):
                 "so it is unknown which row of the relevance matrix it predicts from."
             )
         self.model = model
-        self._modules = modules
+        self._modules: dict[str, list[nn.Module]] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._maps: dict[str, list] = {}
         self._grads: dict[str, list] = {}
@@ -156,6 +174,35 @@ class PyHealthAttentionAdapter(GradientInterpretable):
 
     def get_relevance_tensor(self, R: dict[str, torch.Tensor], **data) -> dict[str, torch.Tensor]:
         return self.model.get_relevance_tensor(R, **_flat_token_masks(self.model, data))
+
+    def relevance_rows(self, sizes: dict[str, tuple[int, int]], **data) -> dict[str, torch.Tensor] | None:
+        """Per feature key, the ``[batch]`` row of each relevance matrix that :meth:`get_relevance_tensor` reads.
+
+        ``sizes`` maps each key to ``(batch, positions)``. The model's readout is asked about
+        matrices whose entry ``(i, j)`` is ``i``, then ``j``, then ``i²`` (views, no memory): reading
+        row ``r`` of each patient gives ``r``, ``j`` and ``r²``. Anything else (a mix of rows, a
+        column) gives ``None``, and the caller composes full matrices.
+        """
+        float64 = torch.float64
+
+        def probe(make):
+            return self.get_relevance_tensor(
+                {key: make(torch.arange(n, dtype=float64)).expand(b, n, n) for key, (b, n) in sizes.items()}, **data
+            )
+
+        rows = probe(lambda i: i[:, None])
+        cols = probe(lambda j: j[None, :])
+        squares = probe(lambda i: (i * i)[:, None])
+        found = {}
+        for key, (b, n) in sizes.items():
+            row, positions = rows.get(key), torch.arange(n, dtype=float64)
+            if row is None or row.shape != (b, n) or not torch.equal(cols[key], positions.expand(b, n)):
+                return None
+            first = row[:, :1]
+            if not (torch.equal(row, first.expand(b, n)) and torch.equal(squares[key], (first * first).expand(b, n))):
+                return None
+            found[key] = first.squeeze(1).long()
+        return found
 
     @property
     def hooks_active(self) -> bool:
@@ -215,9 +262,8 @@ def as_attention_interpretable(
     stacks = find_mamba_stacks(model)  # JambaEHR, EHRMamba: Mamba blocks mix positions too
     if stacks:
         return MambaStackAdapter(model, stacks)
-    modules = find_attention_modules(model)
-    if modules:
-        return PyHealthAttentionAdapter(model, modules)
+    if has_attention_modules(model):
+        return PyHealthAttentionAdapter(model)
     missing = missing_attention_methods(model)
     raise TypeError(
         f"{method} needs attention maps, but {type(model).__name__} neither uses PyHealth "

@@ -29,22 +29,23 @@ import sys
 import torch
 from torch import nn
 
+from .model_state import ModelTree
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 #: Label kinds whose PyHealth loss takes float targets.
 FLOAT_LABEL_MODES = frozenset({"binary", "multilabel", "regression"})
 
 
-def check_model_and_batch(model: nn.Module, data: dict) -> dict:
-    """Check ``model``'s tensors; return ``data`` with float features and float-target labels in its dtype.
+def in_model_dtype(model: nn.Module, data: dict, dtype: torch.dtype | None) -> dict:
+    """``data`` with float features and float-target labels in ``dtype``, ``model``'s (:func:`model_dtype`).
 
     Example:
         >>> import torch
         >>> net = torch.nn.Linear(2, 1).double()
         >>> net.feature_keys, net.label_keys = ["labs"], []
-        >>> check_model_and_batch(net, {"labs": torch.ones(1, 2)})["labs"].dtype
+        >>> in_model_dtype(net, {"labs": torch.ones(1, 2)}, model_dtype(net))["labs"].dtype
         torch.float64
     """
-    dtype = model_dtype(model)
     if dtype is None:
         return data
     features = set(getattr(model, "feature_keys", []))
@@ -83,6 +84,8 @@ def non_finite_samples(values: torch.Tensor, rows: torch.Tensor | None = None) -
         >>> non_finite_samples(torch.tensor([[1.0], [float("nan")], [2.0]]))
         [1]
     """
+    if values.is_floating_point() and torch.isfinite(values.sum()):  # a NaN or infinity makes the sum one
+        return []
     bad = ~torch.isfinite(values.reshape(len(values), -1)).all(dim=1)
     samples = bad.nonzero().squeeze(1) if rows is None else rows[bad]
     return samples.unique().tolist()
@@ -103,15 +106,17 @@ def check_finite_prediction(model: nn.Module, logits: torch.Tensor, rows: torch.
     )
 
 
-def model_dtype(model: nn.Module) -> torch.dtype | None:
+def model_dtype(model: nn.Module, tree: ModelTree | None = None) -> torch.dtype | None:
     """The one floating dtype of all ``model``'s parameters and floating buffers (``None`` if it has none).
 
     Raises ``ValueError`` for tensors on ``meta`` or on several devices and ``TypeError`` for
-    mixed or non-float32/float64 dtypes, naming the parameters.
+    mixed or non-float32/float64 dtypes, naming the parameters. ``tree``: ``model``'s
+    :class:`~.model_state.ModelTree` when the caller has walked it already.
     """
     if not isinstance(model, nn.Module):
         return None
-    tensors = [*model.parameters(), *model.buffers()]  # the common case, checked without building names
+    tree = tree or ModelTree.of(model)
+    tensors = tree.parameters + tree.buffers  # the common case, checked without building names
     dtypes = {t.dtype for t in tensors if t.is_floating_point()}
     if len({t.device for t in tensors}) <= 1 and len(dtypes) <= 1 and dtypes <= set(FLOAT_DTYPES):
         if not tensors or tensors[0].device.type != "meta":

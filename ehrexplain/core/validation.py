@@ -12,10 +12,14 @@ feature key or option, what was expected and what was given:
 - ``KeyError``: a feature key of the model is missing from the batch, or a
   baseline names a key the model does not have.
 
+The result is one :class:`CheckedCall`: the checked keywords, the model's module tree and
+dtype (walked once), and the class each sample is explained for (:class:`Target`, resolved
+once); a method reads them from it and checks nothing again.
+
 Example:
     >>> from ehrexplain import IntegratedGradients
     >>> checked = validate_call(model, IntegratedGradients.attribute, {"steps": 8, **batch})
-    >>> checked["steps"], sorted(checked) == sorted({"steps": 8, **batch})   # the same keywords, checked
+    >>> checked.kwargs["steps"], sorted(checked.kwargs) == sorted({"steps": 8, **batch})   # the same keywords, checked
     (8, True)
     >>> validate_call(model, IntegratedGradients.attribute, {"step": 8, **batch})
     Traceback (most recent call last):
@@ -35,7 +39,8 @@ import torch
 from torch import nn
 
 from .batch import _schema, check_feature_keys, feature_value
-from .model_checks import check_model_and_batch
+from .model_checks import in_model_dtype, model_dtype
+from .model_state import ModelTree
 
 #: Batch keys that describe a record rather than feed the model; always allowed.
 METADATA_KEYS = frozenset({"patient_id", "visit_id", "record_id", "embed"})
@@ -107,8 +112,86 @@ class Option:
         raise TypeError(f"{prefix}{self.name} must be {wanted}, got {value!r} ({type(value).__name__})")
 
 
-def validate_call(model: nn.Module, method, kwargs: dict, schema: dict | None = None) -> dict:
-    """Check a call of ``method(**kwargs)`` on ``model``; return the keywords to pass on.
+@dataclass(frozen=True)
+class Target:
+    """The class each sample is explained for, resolved once per call from ``target_class_idx``.
+
+    ``classes`` is the ``[batch]`` class per sample that the caller chose, already checked
+    (in range; ``0`` for every sample of a one-logit binary model, whose single logit is
+    the evidence for class 1 whichever class is asked for), or ``None``: the predicted
+    class. A multilabel model has no one predicted class (each label its own logit), so
+    it needs a chosen one.
+
+    Example:
+        >>> target = Target(torch.tensor([1, 0]), n_outputs=3, multilabel=False, model_name="Net")
+        >>> target.indices(torch.zeros(2, 3)).tolist()
+        [1, 0]
+        >>> Target(None, 3, False, "Net").indices(torch.tensor([[0.0, 2.0, 1.0]])).tolist()   # the predicted class
+        [1]
+    """
+
+    classes: torch.Tensor | None
+    n_outputs: int | None
+    multilabel: bool
+    model_name: str
+
+    def indices(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[batch]`` class indices into the last dimension of ``logits`` (``[batch, classes]``)."""
+        n_classes = logits.shape[-1]
+        if self.classes is None:
+            if self.multilabel:
+                raise ValueError(
+                    f"{self.model_name} is a multilabel model ({n_classes} labels, each its own logit), so "
+                    "there is no one predicted class to explain by default; pass target_class_idx: a label index "
+                    "(int) or one per sample ([batch] tensor)"
+                )
+            return logits.argmax(dim=-1)  # a single logit gives 0 for every row
+        if self.n_outputs is None:  # a model that cannot say how many logits it has: checked against them
+            check_target_range(self.classes, n_classes)
+        classes = self.classes.to(logits.device)
+        return torch.zeros_like(classes) if n_classes == 1 else classes
+
+
+def resolve_target(model, target, batch_size: int | None) -> Target:
+    """The :class:`Target` of a checked ``target_class_idx`` (``None``, an int or a ``[batch]`` long tensor).
+
+    Example:
+        >>> import types
+        >>> binary = types.SimpleNamespace(get_output_size=lambda: 1, label_keys=["label"])
+        >>> resolve_target(binary, 1, batch_size=3).classes.tolist()   # one logit: class 1 is logit 0
+        [0, 0, 0]
+    """
+    n_outputs = output_size(model)
+    multilabel = getattr(model, "mode", None) == "multilabel"
+    if target is None:
+        return Target(None, n_outputs, multilabel, type(model).__name__)
+    classes = torch.as_tensor(target).long().reshape(-1)
+    if batch_size is not None and classes.numel() == 1:
+        classes = classes.expand(batch_size)
+    if n_outputs == 1:
+        classes = torch.zeros_like(classes)
+    return Target(classes, n_outputs, multilabel, type(model).__name__)
+
+
+@dataclass(frozen=True)
+class CheckedCall:
+    """A call checked once at the boundary, handed to the method: nothing inside checks it again.
+
+    Attributes:
+        kwargs: the checked keywords to call the method with (batch and options).
+        tree: the model's modules, parameters and buffers, walked once (:class:`~.model_state.ModelTree`).
+        dtype: the model's one floating dtype (``None`` when it has no floating tensors).
+        target: the class each sample is explained for (:class:`Target`).
+    """
+
+    kwargs: dict
+    tree: ModelTree
+    dtype: torch.dtype | None
+    target: Target
+
+
+def validate_call(model: nn.Module, method, kwargs: dict, schema: dict | None = None) -> CheckedCall:
+    """Check a call of ``method(**kwargs)`` on ``model``; return it as one :class:`CheckedCall`.
 
     ``schema`` maps option names to their :class:`Option`; an option it lacks is
     checked by its name (``target_class_idx``, ``baseline``, ``return_*``).
@@ -117,7 +200,9 @@ def validate_call(model: nn.Module, method, kwargs: dict, schema: dict | None = 
     are copied so autograd can use them), and float inputs and float-target labels are
     cast to the model's dtype (:mod:`.model_checks`); nothing else is converted.
     """
-    kwargs = check_model_and_batch(model, kwargs)
+    tree = ModelTree.of(model) if isinstance(model, nn.Module) else ModelTree((), (), ())
+    dtype = model_dtype(model, tree)
+    kwargs = in_model_dtype(model, kwargs, dtype)
     params = {
         name: p for name, p in inspect.signature(method).parameters.items()
         if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
@@ -130,7 +215,8 @@ def validate_call(model: nn.Module, method, kwargs: dict, schema: dict | None = 
     for name, value in options.items():
         option = (schema or {}).get(name)
         options[name] = option.check(value, owner) if option else check_option(model, name, value, batch_size)
-    return {**data, **options}
+    target = resolve_target(model, options.get("target_class_idx"), batch_size)
+    return CheckedCall({**data, **options}, tree, dtype, target)
 
 
 def check_unknown_keywords(model, data: dict, params: dict, owner: str) -> None:

@@ -13,7 +13,10 @@ is wrapped once, here, so that each call
    from several threads, through any mix of interpreters, run one at a time and
    give exactly the sequential results;
 2. checks the batch and options with :func:`ehrexplain.core.validation.validate_call`
-   before any forward pass (options against the method's registered schema);
+   before any forward pass (options against the method's registered schema), and
+   keeps the result, a :class:`~ehrexplain.core.validation.CheckedCall`, as
+   ``self._call`` while the method runs: the model's module tree and dtype, and the
+   class each sample is explained for, found once (:meth:`Interpreter._targets`);
 3. drops captured attention maps and gradients when it returns.
 
 A checked method called from inside another (rollout's ``attribute`` calls
@@ -33,7 +36,7 @@ from pyhealth.interpret.methods.base_interpreter import BaseInterpreter
 
 from ..core.capture import as_attention_interpretable
 from ..core.model_checks import non_finite_samples
-from ..core.validation import check_target_range, validate_call
+from ..core.validation import CheckedCall, validate_call
 
 TargetIndex = Optional[Union[int, torch.Tensor]]
 
@@ -74,14 +77,13 @@ def checked_call(method):
         if schema is not None:
             kwargs = {**self.call_defaults, **kwargs}
         with model_lock(self.model):
-            if self._in_checked_call:  # rollout's attribute -> rollout_matrices -> attention_maps: checked once, outside
+            if self._call is not None:  # rollout's attribute -> rollout_matrices -> attention_maps: checked once, outside
                 return method(self, **kwargs)
-            checked = validate_call(self.model, method, kwargs, schema)
-            self._in_checked_call = True
+            self._call = validate_call(self.model, method, kwargs, schema)
             try:
-                return method(self, **checked)
+                return method(self, **self._call.kwargs)
             finally:
-                self._in_checked_call = False
+                self._call = None
                 release = getattr(getattr(self, "_view", None), "release_captured", None)
                 if callable(release):
                     release()
@@ -154,8 +156,8 @@ class Interpreter(BaseInterpreter):
     signed_scores: bool = False
     #: ``attribute`` options bound when the interpreter was built (``make_interpreter``); a call's own win.
     call_defaults: dict = {}
-    #: True while a checked call runs (under the model's lock): nested checked calls are not validated again.
-    _in_checked_call: bool = False
+    #: The running call, checked (under the model's lock); ``None`` between calls. Nested checked calls use it.
+    _call: Optional[CheckedCall] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -168,29 +170,15 @@ class Interpreter(BaseInterpreter):
         # BaseInterpreter.__init__ would call model.eval() and leave it so.
         self.model = model
 
-    def _resolve_target_indices(self, logits: torch.Tensor, target_class_idx: TargetIndex) -> torch.Tensor:
-        """``[batch]`` class indices to explain, checked against the number of classes.
+    def _targets(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[batch]`` class indices to explain, from the call's target, resolved once when it was checked.
 
         ``target_class_idx`` may be an int or a ``[batch]`` tensor; ``None`` means
-        the predicted class. Binary models have one logit (the evidence for class
-        1) and, as in PyHealth, explain it whichever of their two classes (0 or 1)
-        is asked for; any other index is an error. A multilabel model has no one
-        predicted class (each label has its own logit and a patient may have
-        none or several), so it needs an explicit label index.
+        the predicted class (the arg-max of ``logits``). Binary models have one logit
+        (the evidence for class 1) and, as in PyHealth, explain it whichever of their
+        two classes (0 or 1) is asked for; any other index is refused when the call is
+        checked. A multilabel model has no one predicted class (each label has its own
+        logit and a patient may have none or several), so it needs an explicit label index.
+        See :class:`~ehrexplain.core.validation.Target`.
         """
-        batch, n_classes = logits.shape[0], logits.shape[-1]
-        if target_class_idx is None:
-            if getattr(self.model, "mode", None) == "multilabel":
-                raise ValueError(
-                    f"{type(self.model).__name__} is a multilabel model ({n_classes} labels, each its own logit), so "
-                    "there is no one predicted class to explain by default; pass target_class_idx: a label index "
-                    "(int) or one per sample ([batch] tensor)"
-                )
-            return logits.argmax(dim=-1)  # a single logit gives 0 for every row
-        target = torch.as_tensor(target_class_idx, device=logits.device).long().reshape(-1)
-        if target.numel() == 1:
-            target = target.expand(batch)
-        if target.numel() != batch:
-            raise ValueError(f"target_class_idx has {target.numel()} entries but the batch has {batch} samples")
-        check_target_range(target_class_idx, n_classes)
-        return torch.zeros_like(target) if n_classes == 1 else target
+        return self._call.target.indices(logits)

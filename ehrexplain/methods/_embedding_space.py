@@ -151,8 +151,12 @@ class AttributionSpace:
     bare_keys: frozenset[str] = frozenset()
 
     @classmethod
-    def build(cls, model: nn.Module, data: dict, baseline: dict | None, use_embeddings: bool) -> "AttributionSpace":
-        """Unpack ``data``, check ``baseline`` and embed token features when asked."""
+    def build(cls, model: nn.Module, data: dict, baseline: dict | None, use_embeddings: bool,
+              dtype: torch.dtype | None = None) -> "AttributionSpace":
+        """Unpack ``data``, check ``baseline`` and embed token features when asked.
+
+        ``dtype`` is the model's (:func:`~ehrexplain.core.model_checks.model_dtype`) when the call has it already.
+        """
         batch = unpack_batch(model, data)
         if not use_embeddings and batch.token_keys:
             raise ValueError(
@@ -160,7 +164,7 @@ class AttributionSpace:
                 "use use_embeddings=True"
             )
         baselines = checked_baseline(batch, baseline, use_embeddings)
-        dtype = model_dtype(model) or torch.float32
+        dtype = dtype or model_dtype(model) or torch.float32
         inputs = {key: value.to(dtype) for key, value in batch.values.items()}
         baselines = {key: value.to(dtype) for key, value in baselines.items()}
         embedded = frozenset(batch.token_keys if use_embeddings else ())

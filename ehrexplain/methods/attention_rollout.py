@@ -94,14 +94,40 @@ def rollout_matrix(
         raise ValueError("rollout needs at least one attention layer")
     rollout = None
     for attn in attentions:
-        fused = fuse_heads(attn, head_fusion)
-        if head_fusion != "mean" or discard_ratio > 0:
-            fused = discard_lowest(fused, discard_ratio)
-            fused = fused / fused.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(fused.dtype).tiny)
+        fused = _fused(attn, head_fusion, discard_ratio)
         eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
         step = 0.5 * (fused + eye)
         rollout = step if rollout is None else step @ rollout
     return rollout
+
+
+def rollout_rows(attentions: Sequence[torch.Tensor], rows: torch.Tensor, head_fusion: str = "mean",
+                 discard_ratio: float = 0.0) -> torch.Tensor:
+    """Row ``rows[b]`` of patient ``b``'s :func:`rollout_matrix`, ``[batch, seq]``, in O(seq²) per layer.
+
+    ``e_r Â_L ... Â_1`` is a vector times each matrix in turn, not a product of matrices.
+
+    Example:
+        >>> a = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])
+        >>> torch.equal(rollout_rows([a, a], torch.tensor([1])), rollout_matrix([a, a])[:, 1])
+        True
+    """
+    if not attentions:
+        raise ValueError("rollout needs at least one attention layer")
+    fused = [_fused(attn, head_fusion, discard_ratio) for attn in attentions]
+    row = torch.nn.functional.one_hot(rows, fused[0].shape[-1]).to(fused[0].dtype)[:, None]
+    for step in reversed(fused):
+        row = 0.5 * (row @ step + row)
+    return row[:, 0]
+
+
+def _fused(attn: torch.Tensor, head_fusion: str, discard_ratio: float) -> torch.Tensor:
+    """One layer's ``[batch, seq, seq]`` weights: heads fused, the weakest dropped, rows summing to 1."""
+    fused = fuse_heads(attn, head_fusion)
+    if head_fusion != "mean" or discard_ratio > 0:
+        fused = discard_lowest(fused, discard_ratio)
+        fused = fused / fused.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(fused.dtype).tiny)
+    return fused
 
 
 @register_method(
@@ -148,7 +174,7 @@ class AttentionRollout(Interpreter):
         Raises ``ValueError`` naming the feature and samples when a map holds NaN or infinity.
         """
         check_feature_keys(self.model, data)
-        with evaluation_mode(self.model), torch.no_grad():
+        with evaluation_mode(self.model, self._call.tree, backward=False), torch.no_grad():
             with capturing_attention(self._view, gradients=False):
                 self.model(**data)
             return finite_attention_maps(self.model, self._view)
@@ -172,7 +198,23 @@ class AttentionRollout(Interpreter):
             ``{feature_key: scores}``; scores are non-negative and, for flat
             sequences, sum to 1 per patient.
         """
-        matrices = self.rollout_matrices(**data)
+        maps = self.attention_maps(**data)
         with torch.no_grad():
-            scores = self._view.get_relevance_tensor(matrices, **data)
+            rows = _rows_read(self._view, maps, data)
+            if rows is None:
+                matrices = {key: rollout_matrix(layers, self.head_fusion, self.discard_ratio) for key, layers in maps.items()}
+                scores = self._view.get_relevance_tensor(matrices, **data)
+            else:
+                scores = {key: rollout_rows(layers, rows[key], self.head_fusion, self.discard_ratio)
+                          for key, layers in maps.items()}  # fmt: skip
             return expand_to_inputs(self.model, scores, data)
+
+
+def _rows_read(view, maps: dict[str, list[torch.Tensor]], data: dict) -> dict[str, torch.Tensor] | None:
+    """The row per patient ``view``'s relevance readout takes from each key's matrix, where it says (``None``: unknown)."""
+    rows_of = getattr(view, "relevance_rows", None)
+    if not callable(rows_of):
+        return None
+    sizes = {key: (layers[0].shape[0], layers[0].shape[-1]) for key, layers in maps.items()}
+    rows = rows_of(sizes, **data)
+    return None if rows is None else {key: r.to(maps[key][0].device) for key, r in rows.items()}

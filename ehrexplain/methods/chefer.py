@@ -125,12 +125,13 @@ class CheferRelevance(Interpreter):
             ``{feature_key: scores}`` shaped like each feature's raw values.
         """
         check_feature_keys(self.model, data)
-        with evaluation_mode(self.model), gradients_enabled(), parameters_require_grad(self.model, True):
+        tree = self._call.tree
+        with evaluation_mode(self.model, tree), gradients_enabled(), parameters_require_grad(self.model, True, tree):
             with capturing_attention(self._view, gradients=True):
                 logits = self.model(**data)["logit"]
             finite_attention_maps(self.model, self._view)
             check_finite_prediction(self.model, logits)
-            targets = self._resolve_target_indices(logits, target_class_idx)
+            targets = self._targets(logits)
             logits.gather(1, targets[:, None]).sum().backward(inputs=backward_stop(self.model))
             layers = self._view.get_attention_layers()
             matrices = {key: relevance_matrix(pairs) for key, pairs in layers.items()}

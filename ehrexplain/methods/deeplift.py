@@ -134,12 +134,12 @@ class DeepLift(Interpreter):
         Returns:
             ``{key: scores}``, or ``(scores, delta)`` with ``return_convergence_delta``.
         """
-        with evaluation_mode(self.model), gradients_enabled():
-            space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
+        with evaluation_mode(self.model, self._call.tree), gradients_enabled():
+            space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings, self._call.dtype)
             pairs = pass_pairs(internal_batch_size, tokens_per_row(space.batch.values))
             chunks = space.rows.split(pairs or space.batch_size)  # patients per pass
             logits, reference = space.logits(space.inputs, chunks), space.logits(space.baselines, chunks)
-            targets = self._resolve_target_indices(logits, target_class_idx)
+            targets = self._targets(logits)
             gap = target_logit(logits, targets) - target_logit(reference, targets)
             parts = [self._multipliers(space, rows, targets[rows]) for rows in chunks]
             multipliers = {key: torch.cat([part[key] for part, _ in parts]) for key in space.inputs}

@@ -27,7 +27,6 @@ engine; ``bench/bench_ig_tolerance.py`` compares the time with Captum's fixed st
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -140,9 +139,9 @@ class IntegratedGradients(Interpreter):
         levels = checked_levels(tolerance, max_steps, steps, alpha_rule)
         if levels is None:
             alphas, weights = alpha_grid(self.steps if steps is None else steps, alpha_rule or self.alpha_rule)
-        with evaluation_mode(self.model), gradients_enabled():
-            space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings)
-            resolve = functools.partial(self._resolve_target_indices, target_class_idx=target_class_idx)
+        with evaluation_mode(self.model, self._call.tree), gradients_enabled():
+            space = AttributionSpace.build(self.model, data, baseline, self.use_embeddings, self._call.dtype)
+            resolve = self._targets
             chunk_rows = pass_rows(internal_batch_size, tokens_per_row(space.batch.values))
             if levels is None:
                 targets, gap = targets_and_gap(space, resolve, with_gap=return_convergence_delta)

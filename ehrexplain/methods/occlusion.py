@@ -80,13 +80,13 @@ class Occlusion(Interpreter):
             internal_batch_size: occluded copies per forward pass; ``"auto"`` (default): as many
                 as hold ``PASS_TOKENS`` input values, at most ``PASS_ROWS``; ``None``: all at once.
         """
-        with evaluation_mode(self.model), torch.no_grad():
+        with evaluation_mode(self.model, self._call.tree), torch.no_grad():
             batch = unpack_batch(self.model, data)
             baselines = checked_baseline(batch, baseline, use_embeddings=True)
             rows = torch.arange(len(next(iter(batch.values.values()))), device=next(iter(batch.values.values())).device)
             bare = frozenset(key for key in batch.values if isinstance(data[key], torch.Tensor))
             logits = _logits(batch, {}, rows, bare)
-            targets = self._resolve_target_indices(logits, target_class_idx)
+            targets = self._targets(logits)
             f_x = target_logit(logits, targets)
             chunk_rows = pass_rows(internal_batch_size, tokens_per_row(batch.values))
             scores = {}

@@ -198,3 +198,33 @@ def test_missing_feature_key_is_named(transformer, flat_batch):
 def test_bad_options(transformer, kwargs, message):
     with pytest.raises(ValueError, match=message):
         AttentionRollout(transformer, **kwargs)
+
+
+@pytest.mark.parametrize("method", ["rollout", "chefer"])
+def test_the_row_path_gives_the_full_matrices_row(monkeypatch, transformer, flat_batch, method):
+    """Long records compose only the row the model reads (O(L²) a layer); the scores are those of the full matrices."""
+    import ehrexplain.methods._base as base
+    import ehrexplain.methods.attention_rollout as rollout_module
+    import ehrexplain.methods.chefer as chefer_module
+    from ehrexplain.methods import make_interpreter
+
+    full = make_interpreter(method, transformer).attribute(**flat_batch)
+    module, name = (rollout_module, "rollout_rows") if method == "rollout" else (chefer_module, "relevance_rows")
+    calls = []
+    row_function = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *args, **kwargs: calls.append(1) or row_function(*args, **kwargs))
+    monkeypatch.setattr(base, "ROW_PATH_POSITIONS", 0)  # as if every record were long
+    rows = make_interpreter(method, transformer).attribute(**flat_batch)
+    assert calls, "the row path did not run"
+    for key in full:
+        torch.testing.assert_close(rows[key], full[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_readout_that_is_not_one_row_keeps_the_full_matrices(monkeypatch, transformer, flat_batch):
+    from ehrexplain.core.capture import as_attention_interpretable
+
+    view = as_attention_interpretable(transformer)
+    sizes = {key: (8, flat_batch[key].shape[1]) for key in transformer.feature_keys}
+    assert {k: r.tolist() for k, r in view.relevance_rows(sizes, **flat_batch).items()} == {k: [0] * 8 for k in sizes}
+    monkeypatch.setattr(transformer, "get_relevance_tensor", lambda R, **data: {k: v.mean(1) for k, v in R.items()})
+    assert view.relevance_rows(sizes, **flat_batch) is None

@@ -48,48 +48,25 @@ def find_attention_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
     """Per feature key, the attention helper modules of ``model`` in layer order.
 
     Looks for a ``ModuleDict`` keyed by the model's feature keys (``transformer``
-    in PyHealth's Transformer, ``stagenet`` in StageAttentionNet). Returns an
-    empty dict when there is none.
+    in PyHealth's Transformer, ``stagenet`` in StageAttentionNet) whose every
+    entry holds one. Returns an empty dict when there is none.
 
     Example:
         >>> import torch
         >>> find_attention_modules(torch.nn.Linear(2, 2))
         {}
     """
-    found = _attention_dict(model)
-    if found is None:
+    keys = list(getattr(model, "feature_keys", []) or [])
+    if not keys or not isinstance(model, nn.Module):
         return {}
     attention_type = _pyhealth_attention_type()
-    return {key: [m for m in submodules(found[key]) if isinstance(m, attention_type)] for key in model.feature_keys}
-
-
-def has_attention_modules(model: nn.Module) -> bool:
-    """Whether :func:`find_attention_modules` finds any, without listing them all.
-
-    Example:
-        >>> has_attention_modules(torch.nn.Linear(2, 2))
-        False
-    """
-    return _attention_dict(model) is not None
-
-
-def _attention_dict(model: nn.Module) -> nn.ModuleDict | None:
-    """The first ``ModuleDict`` keyed by ``model``'s feature keys whose every entry holds a PyHealth attention module."""
-    keys = set(getattr(model, "feature_keys", []) or [])
-    if not keys or not isinstance(model, nn.Module):
-        return None
-    attention_type = _pyhealth_attention_type()
-
-    def holds_attention(module: nn.Module) -> bool:
-        return isinstance(module, nn.ModuleDict) and set(module.keys()) == keys and all(
-            any(isinstance(m, attention_type) for m in module[key].modules()) for key in keys  # stops at the first
-        )
-
     for candidates in (model.children, lambda: submodules(model)):  # PyHealth keeps its ModuleDict at the top
-        found = next(filter(holds_attention, candidates()), None)
-        if found is not None:
-            return found
-    return None
+        for module in candidates():
+            if isinstance(module, nn.ModuleDict) and set(module.keys()) == set(keys):
+                found = {key: [m for m in submodules(module[key]) if isinstance(m, attention_type)] for key in keys}
+                if all(found.values()):
+                    return found
+    return {}
 
 
 class PyHealthAttentionAdapter(GradientInterpretable):
@@ -102,6 +79,8 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         model: a PyHealth ``Transformer``, ``StageAttentionNet`` or any model
             whose per-feature ``ModuleDict`` holds PyHealth attention helpers
             and which implements ``get_relevance_tensor``.
+        modules: its attention modules when already found (:func:`find_attention_modules`);
+            they are found again whenever hooks are set, as the model may have changed.
 
     Example:
         >>> view = PyHealthAttentionAdapter(model)   # the demo's trained Transformer
@@ -117,8 +96,8 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         True
     """
 
-    def __init__(self, model: nn.Module):
-        if not has_attention_modules(model):  # listed when hooks are set: modules may be replaced in between
+    def __init__(self, model: nn.Module, modules: dict[str, list[nn.Module]] | None = None):
+        if not (modules or find_attention_modules(model)):  # listed again when hooks are set: modules may be replaced
             raise TypeError(
                 f"{type(model).__name__} has no PyHealth attention modules "
                 "(pyhealth.models.transformer.Attention) under a ModuleDict keyed by its feature keys."
@@ -133,6 +112,7 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._maps: dict[str, list] = {}
         self._grads: dict[str, list] = {}
+        self._graph_maps: list[torch.Tensor] = []
 
     def set_attention_hooks(self, enabled: bool, capture_gradients: bool = True) -> None:
         for handle in self._handles:
@@ -148,6 +128,7 @@ class PyHealthAttentionAdapter(GradientInterpretable):
             )
         self._maps = {key: [None] * len(mods) for key, mods in self._modules.items()}
         self._grads = {key: [None] * len(mods) for key, mods in self._modules.items()}
+        self._graph_maps: list[torch.Tensor] = []
         for key, mods in self._modules.items():
             for layer, module in enumerate(mods):
                 hook = partial(self._store_map, key, layer, capture_gradients)
@@ -155,7 +136,14 @@ class PyHealthAttentionAdapter(GradientInterpretable):
 
     def release_captured(self) -> None:
         """Forget the captured maps and gradients (called at the end of every explanation)."""
-        self._maps, self._grads = {}, {}
+        self._maps, self._grads, self._graph_maps = {}, {}, []
+
+    def captured_maps(self) -> list[torch.Tensor]:
+        """The attention maps of the last forward as autograd saw them (hooked for their gradient).
+
+        A backward with respect to these alone fills every layer's gradient.
+        """
+        return list(self._graph_maps)
 
     def _store_map(self, key, layer, capture_gradients, module, args, output) -> None:
         attn = output[1]
@@ -163,6 +151,7 @@ class PyHealthAttentionAdapter(GradientInterpretable):
         self._grads[key][layer] = None
         if capture_gradients and attn.requires_grad:
             attn.register_hook(partial(self._store_grad, key, layer))
+            self._graph_maps.append(attn)
 
     def _store_grad(self, key: str, layer: int, grad: torch.Tensor) -> None:
         self._grads[key][layer] = grad.detach()
@@ -262,8 +251,9 @@ def as_attention_interpretable(
     stacks = find_mamba_stacks(model)  # JambaEHR, EHRMamba: Mamba blocks mix positions too
     if stacks:
         return MambaStackAdapter(model, stacks)
-    if has_attention_modules(model):
-        return PyHealthAttentionAdapter(model)
+    modules = find_attention_modules(model)
+    if modules:
+        return PyHealthAttentionAdapter(model, modules)
     missing = missing_attention_methods(model)
     raise TypeError(
         f"{method} needs attention maps, but {type(model).__name__} neither uses PyHealth "

@@ -27,6 +27,7 @@ from torch import nn
 
 from .batch import padding_mask
 from .interfaces import AttentionLayers, GradientInterpretable
+from .model_state import submodules
 from .mamba_mixing import gradient_weighted_map, rollout_map
 
 
@@ -48,8 +49,12 @@ def find_mamba_stacks(model: nn.Module) -> dict[str, list[nn.Module]]:
     mamba, transformer, _ = _block_types()
     for module in model.children() if keys and isinstance(model, nn.Module) else ():
         if isinstance(module, nn.ModuleDict) and set(module.keys()) == set(keys):
-            stacks = {key: [m for m in module[key].modules() if isinstance(m, (mamba, transformer))] for key in keys}
-            if all(any(isinstance(m, mamba) for m in layers) for layers in stacks.values()):
+            stacks = {}
+            for key in keys:
+                stacks[key] = [m for m in submodules(module[key]) if isinstance(m, (mamba, transformer))]
+                if not any(isinstance(m, mamba) for m in stacks[key]):
+                    break  # a model without Mamba blocks (the common case) is told after one key
+            else:
                 return stacks
     return {}
 

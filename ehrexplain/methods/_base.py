@@ -182,3 +182,29 @@ class Interpreter(BaseInterpreter):
         See :class:`~ehrexplain.core.validation.Target`.
         """
         return self._call.target.indices(logits)
+
+
+#: Below this many positions (every key) full relevance matrices are cheaper than asking which row is read.
+ROW_PATH_POSITIONS = 64
+
+
+def rows_read(view, maps: dict[str, list[torch.Tensor]], data: dict) -> dict[str, torch.Tensor] | None:
+    """The row per patient ``view``'s relevance readout takes from each key's matrix; ``None`` where it cannot say.
+
+    Rollout and Chefer then compose only that row, O(seq²) per layer instead of O(seq³).
+    ``None`` too for short sequences (all below :data:`ROW_PATH_POSITIONS`), where the
+    full matrices cost less than the question.
+
+    Example:
+        >>> view = as_attention_interpretable(model)   # the demo Transformer predicts from its first position
+        >>> rows_read(view, {"drugs": [torch.zeros(8, 2, 80, 80)]}, batch)["drugs"].tolist()
+        [0, 0, 0, 0, 0, 0, 0, 0]
+        >>> rows_read(view, {"drugs": [torch.zeros(8, 2, 6, 6)]}, batch) is None   # short: full matrices
+        True
+    """
+    rows_of = getattr(view, "relevance_rows", None)
+    if not callable(rows_of) or all(layers[0].shape[-1] < ROW_PATH_POSITIONS for layers in maps.values()):
+        return None
+    sizes = {key: (layers[0].shape[0], layers[0].shape[-1]) for key, layers in maps.items()}
+    rows = rows_of(sizes, **data)
+    return None if rows is None else {key: r.to(maps[key][0].device) for key, r in rows.items()}

@@ -27,7 +27,7 @@ from ..core.batch import check_feature_keys, expand_to_inputs
 from ..core.capture import as_attention_interpretable, capturing_attention
 from ..core.model_state import evaluation_mode
 from ..core.validation import Option
-from ._base import Interpreter, TargetIndex, attention_support, finite_attention_maps
+from ._base import Interpreter, TargetIndex, attention_support, finite_attention_maps, rows_read
 from .registry import register_method
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -200,7 +200,7 @@ class AttentionRollout(Interpreter):
         """
         maps = self.attention_maps(**data)
         with torch.no_grad():
-            rows = _rows_read(self._view, maps, data)
+            rows = rows_read(self._view, maps, data)
             if rows is None:
                 matrices = {key: rollout_matrix(layers, self.head_fusion, self.discard_ratio) for key, layers in maps.items()}
                 scores = self._view.get_relevance_tensor(matrices, **data)
@@ -208,13 +208,3 @@ class AttentionRollout(Interpreter):
                 scores = {key: rollout_rows(layers, rows[key], self.head_fusion, self.discard_ratio)
                           for key, layers in maps.items()}  # fmt: skip
             return expand_to_inputs(self.model, scores, data)
-
-
-def _rows_read(view, maps: dict[str, list[torch.Tensor]], data: dict) -> dict[str, torch.Tensor] | None:
-    """The row per patient ``view``'s relevance readout takes from each key's matrix, where it says (``None``: unknown)."""
-    rows_of = getattr(view, "relevance_rows", None)
-    if not callable(rows_of):
-        return None
-    sizes = {key: (layers[0].shape[0], layers[0].shape[-1]) for key, layers in maps.items()}
-    rows = rows_of(sizes, **data)
-    return None if rows is None else {key: r.to(maps[key][0].device) for key, r in rows.items()}

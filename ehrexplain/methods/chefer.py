@@ -28,7 +28,7 @@ from ..core.batch import check_feature_keys, expand_to_inputs
 from ..core.capture import as_attention_interpretable, capturing_attention
 from ..core.model_checks import check_finite_prediction
 from ..core.model_state import evaluation_mode, gradients_enabled, parameters_require_grad
-from ._base import Interpreter, TargetIndex, attention_support, check_finite_per_feature, finite_attention_maps
+from ._base import Interpreter, TargetIndex, attention_support, check_finite_per_feature, finite_attention_maps, rows_read
 from .registry import register_method
 
 
@@ -54,19 +54,43 @@ def relevance_matrix(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tor
                  [0.5000, 1.5000]]])
     """
     R = None
+    for cam in _weighted_layers(layers):
+        if R is None:
+            R = torch.eye(cam.shape[-1], dtype=cam.dtype, device=cam.device).expand_as(cam)
+        R = R + cam @ R
+    return R
+
+
+def relevance_rows(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], rows: torch.Tensor) -> torch.Tensor:
+    """Row ``rows[b]`` of patient ``b``'s :func:`relevance_matrix`, ``[batch, seq]``, in O(seq²) per layer.
+
+    ``e_r (I + Ā_L) ... (I + Ā_1)``: a vector times each matrix in turn.
+
+    Example:
+        >>> a = torch.tensor([[[[0.2, 0.8], [0.6, 0.4]]]]); g = torch.ones(1, 1, 2, 2)
+        >>> torch.allclose(relevance_rows([(a, g), (a, g)], torch.tensor([1])), relevance_matrix([(a, g), (a, g)])[:, 1])
+        True
+    """
+    cams = _weighted_layers(layers)
+    row = torch.nn.functional.one_hot(rows, cams[0].shape[-1]).to(cams[0].dtype)[:, None]
+    for cam in reversed(cams):
+        row = row + row @ cam
+    return row[:, 0]
+
+
+def _weighted_layers(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """Each layer's ``Ā_l``, input layer first; refuses a layer without gradient and an empty stack."""
+    cams = []
     for layer, (attn, grad) in enumerate(layers):
         if grad is None:
             raise RuntimeError(
                 f"no attention gradient was captured for layer {layer}; "
                 "the model's set_attention_hooks(True, capture_gradients=True) must store it"
             )
-        cam = gradient_weighted_attention(attn, grad)
-        if R is None:
-            R = torch.eye(cam.shape[-1], dtype=cam.dtype, device=cam.device).expand_as(cam)
-        R = R + cam @ R
-    if R is None:
+        cams.append(gradient_weighted_attention(attn, grad))
+    if not cams:
         raise ValueError("Chefer relevance needs at least one attention layer")
-    return R
+    return cams
 
 
 def backward_stop(model: nn.Module) -> list[torch.Tensor] | None:
@@ -83,6 +107,26 @@ def backward_stop(model: nn.Module) -> list[torch.Tensor] | None:
     embedding = getattr(model, "embedding_model", None)
     params = [p for p in embedding.parameters() if p.requires_grad] if isinstance(embedding, nn.Module) else []
     return params or None
+
+
+def backpropagate(objective: torch.Tensor, view, model: nn.Module) -> None:
+    """Run the backward that fills the view's attention gradients, and no more of it than needed.
+
+    Where the view hands over the attention maps it captured (``captured_maps``), the
+    gradient is taken with respect to those maps only: nothing below the first layer's
+    map is differentiated. Otherwise the backward stops at :func:`backward_stop`.
+
+    Example:
+        >>> w = torch.ones(2, requires_grad=True)
+        >>> backpropagate((w * 3).sum(), view=None, model=torch.nn.Linear(2, 1)); w.grad
+        tensor([3., 3.])
+    """
+    captured = getattr(view, "captured_maps", None)
+    maps = [m for m in captured() if m.requires_grad] if callable(captured) else []
+    if maps:
+        torch.autograd.grad(objective, maps, allow_unused=True)  # the maps' hooks store their gradients
+    else:
+        objective.backward(inputs=backward_stop(model))
 
 
 @register_method(
@@ -132,12 +176,16 @@ class CheferRelevance(Interpreter):
             finite_attention_maps(self.model, self._view)
             check_finite_prediction(self.model, logits)
             targets = self._targets(logits)
-            logits.gather(1, targets[:, None]).sum().backward(inputs=backward_stop(self.model))
+            backpropagate(logits.gather(1, targets[:, None]).sum(), self._view, self.model)
             layers = self._view.get_attention_layers()
-            matrices = {key: relevance_matrix(pairs) for key, pairs in layers.items()}
+            rows = rows_read(self._view, {key: [attn for attn, _ in pairs] for key, pairs in layers.items()}, data)
+            if rows is None:
+                relevance = {key: relevance_matrix(pairs) for key, pairs in layers.items()}
+            else:
+                relevance = {key: relevance_rows(pairs, rows[key]) for key, pairs in layers.items()}
             check_finite_per_feature(self.model, "relevance (attention times its gradient)",
-                                     {key: [R] for key, R in matrices.items()})
-            scores = self._view.get_relevance_tensor(matrices, **data)
+                                     {key: [R] for key, R in relevance.items()})
+            scores = relevance if rows is not None else self._view.get_relevance_tensor(relevance, **data)
         return expand_to_inputs(self.model, {k: v.detach() for k, v in scores.items()}, data)
 
     def get_relevance_matrix(self, **data) -> dict[str, torch.Tensor]:

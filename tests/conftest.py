@@ -294,3 +294,18 @@ def run_until(name: str, error_type: type[BaseException], why: str) -> tuple[int
                 if "raises-exception" not in tags:
                     return index, source, error
     pytest.fail(f"{name} ran to the end although {why}")
+
+
+def grad_pass_rows(monkeypatch) -> list[int]:
+    """Rows of every model pass that builds a graph (IG's path passes, DeepLIFT's pairs), recorded as they run."""
+    from ehrexplain.methods._embedding_space import AttributionSpace
+
+    rows, forward = [], AttributionSpace.forward
+
+    def recorded(self, points, sample_rows):
+        if torch.is_grad_enabled():
+            rows.append(len(sample_rows))
+        return forward(self, points, sample_rows)
+
+    monkeypatch.setattr(AttributionSpace, "forward", recorded)
+    return rows

@@ -4,26 +4,12 @@ import warnings
 
 import pytest
 import torch
-from conftest import _batch
+from conftest import _batch, grad_pass_rows
 
 import ehrexplain.methods._chunking as chunking
 from ehrexplain.core.exceptions import InexactDeepLiftWarning
 from ehrexplain.methods import DeepLift, make_interpreter
-from ehrexplain.methods._embedding_space import AttributionSpace
 from ehrexplain.testing import FunctionModel
-
-
-def _grad_pass_rows(monkeypatch) -> list[int]:
-    """Rows of every model pass that builds a graph, recorded as they run."""
-    rows, forward = [], AttributionSpace.forward
-
-    def recorded(self, points, sample_rows):
-        if torch.is_grad_enabled():
-            rows.append(len(sample_rows))
-        return forward(self, points, sample_rows)
-
-    monkeypatch.setattr(AttributionSpace, "forward", recorded)
-    return rows
 
 
 def _assert_same(chunked, whole):
@@ -43,7 +29,7 @@ def test_default_passes_hold_the_token_budget_and_give_the_one_pass_scores(trans
     monkeypatch.setattr(chunking, "PASS_TOKENS", 6 * tokens + 5)
     deeplift = DeepLift(transformer)
     whole = deeplift.attribute(**batch, internal_batch_size=None, return_convergence_delta=True)
-    rows = _grad_pass_rows(monkeypatch)
+    rows = grad_pass_rows(monkeypatch)
     chunked = deeplift.attribute(**batch, return_convergence_delta=True)
     # [x; b] of 3 patients a pass; the last patient alone (2 rows, as many as the heads, then 4, as many as
     # the procedures) runs again with copies of itself until no tensor has another dimension that long
@@ -60,7 +46,7 @@ def test_chunks_of_any_size_give_the_batch_scores_where_a_tensor_is_as_long_as_a
     batch = _batch(nested_dataset, 12)
     deeplift = DeepLift(stage_attention_net)
     whole = deeplift.attribute(**batch, internal_batch_size=None, return_convergence_delta=True)
-    rows = _grad_pass_rows(monkeypatch)
+    rows = grad_pass_rows(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error", InexactDeepLiftWarning)  # no pass left ambiguous
         chunked = deeplift.attribute(**batch, internal_batch_size=size, return_convergence_delta=True)

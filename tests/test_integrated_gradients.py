@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_restored, padding_kept_baseline, single_sample, total
+from conftest import assert_restored, grad_pass_rows, padding_kept_baseline, single_sample, total
 
 from ehrexplain.methods import IntegratedGradients
 from ehrexplain.methods.integrated_gradients import alpha_grid
@@ -196,21 +196,6 @@ def test_time_aware_stagenet_equals_pyhealth(stagenet_and_batch):
     assert fine.abs().max() < delta.abs().max() / 10
 
 
-def _grad_pass_rows(monkeypatch) -> list[int]:
-    """Rows of every model pass that builds a graph (the path's forward/backward passes), recorded as they run."""
-    from ehrexplain.methods._embedding_space import AttributionSpace
-
-    rows, forward = [], AttributionSpace.forward
-
-    def recorded(self, points, sample_rows):
-        if torch.is_grad_enabled():
-            rows.append(len(sample_rows))
-        return forward(self, points, sample_rows)
-
-    monkeypatch.setattr(AttributionSpace, "forward", recorded)
-    return rows
-
-
 @pytest.mark.parametrize("tolerance", [None, 1e-3])
 def test_default_passes_are_bounded_by_tokens_and_give_the_one_pass_scores(transformer, flat_batch, monkeypatch, tolerance):
     """Rows per pass follow the records' length: 5 rows of this batch's padded length fill PASS_TOKENS here."""
@@ -221,7 +206,7 @@ def test_default_passes_are_bounded_by_tokens_and_give_the_one_pass_scores(trans
     options = {"steps": 6} if tolerance is None else {"tolerance": tolerance}
     ig = IntegratedGradients(transformer)
     whole = ig.attribute(**flat_batch, internal_batch_size=None, **options)
-    rows = _grad_pass_rows(monkeypatch)
+    rows = grad_pass_rows(monkeypatch)
     default = ig.attribute(**flat_batch, **options)
     assert max(rows) == 5 and sum(rows) >= 7 * len(flat_batch["conditions"])  # every path point, 5 rows at most
     for key in whole:
@@ -232,7 +217,7 @@ def test_explicit_internal_batch_size_wins_over_the_token_budget(transformer, fl
     import ehrexplain.methods._chunking as chunking
 
     monkeypatch.setattr(chunking, "PASS_TOKENS", 1)  # "auto" would take one row per pass
-    rows = _grad_pass_rows(monkeypatch)
+    rows = grad_pass_rows(monkeypatch)
     IntegratedGradients(transformer, steps=6).attribute(**flat_batch, internal_batch_size=20)
     assert rows == [20, 20, 16]  # 7 path points × 8 patients
     rows.clear()
@@ -285,7 +270,7 @@ def test_tolerance_store_beyond_its_limit_is_refused_with_the_numbers(transforme
     values = flat_batch["conditions"].shape[1] + flat_batch["procedures"].shape[1]
     scores = 257 * 8 * values  # the finest rule of the default max_steps, 8 patients
     monkeypatch.setattr(engine, "MAX_STORED_SCORES", scores - 1)
-    rows = _grad_pass_rows(monkeypatch)
+    rows = grad_pass_rows(monkeypatch)
     with pytest.raises(ValueError, match=rf"up to 257 path points \(max_steps\) × 8 patients × {values} input values = "
                                          rf"{scores:,} scores .* the limit is MAX_STORED_SCORES = {scores - 1:,}"):
         IntegratedGradients(transformer).attribute(**flat_batch, tolerance=1e-3)
